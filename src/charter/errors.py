@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from charter.charter.findings import Finding
+    from charter.document.findings import Finding
 
 
 class CharterError(Exception):

@@ -1,0 +1,51 @@
+"""What the policy engine is asked about: one request, response, tool call or action."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from charter.policy.verdict import Stage
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model proposed, or an agent asks to execute."""
+
+    name: str
+    arguments: Mapping[str, Any]
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Everything a control may look at, and nothing it may not.
+
+    ``principals`` is the calling principal followed by the teams and apps it belongs to, so a rule
+    written for a team covers its apps and users. ``attributes`` is context the caller supplies
+    (e.g. the orders a customer owns) that ownership checks read.
+    """
+
+    stage: Stage
+    request_id: str = ""
+    principals: tuple[str, ...] = ()
+    model: str | None = None
+    text: str = ""
+    tool_call: ToolCall | None = None
+    subject: str | None = None
+    conversation_id: str | None = None
+    history: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    max_cost_micro_usd: int = 0  # worst-case cost of the request, reserved against budgets
+    max_tokens: int = 0  # worst-case tokens (input upper bound + max output), for token rates
+    now: float = field(default_factory=time.time)
+
+    @property
+    def principal(self) -> str | None:
+        """The calling principal itself (not its teams)."""
+        return self.principals[0] if self.principals else None
