@@ -352,9 +352,122 @@ def settings_cmd(fmt: str) -> None:
     console.print(table)
 
 
+@main.command()
+@setting_option("charter")
+@setting_option("database")
+@setting_option("redis")
+@setting_option("host")
+@setting_option("port")
+@setting_option("admin_key")
+@setting_option("log_level")
+def serve(**flags: Any) -> None:
+    """Start the gateway: an OpenAI-compatible API that enforces the charter.
+
+    Point any OpenAI client at http://HOST:PORT/v1 with a virtual key as its API key.
+
+    \b
+    Example:
+      charter serve --charter examples/support-desk/charter.yaml --port 8787
+      # scale-out: every replica shares PostgreSQL and Redis
+      charter serve --database postgresql://127.0.0.1/charter --redis redis://127.0.0.1:6379/0
+    """
+    from charter.gateway.server import serve as run_server
+
+    run_server(resolve(flags))
+
+
 @main.group()
 def keys() -> None:
-    """Virtual keys: hash a key for the charter file."""
+    """Virtual keys: create, list and revoke keys; hash a key for the charter file."""
+
+
+def _store_and_charter(flags: dict[str, Any]) -> tuple[Any, Charter]:
+    from charter.gateway.factory import _ensure_sqlite_dir
+    from charter.storage import open_store
+
+    settings = resolve(flags)
+    charter = load_charter(settings.charter).require()
+    _ensure_sqlite_dir(settings.database)
+    store = open_store(settings.database)
+    store.migrate()
+    return store, charter
+
+
+@keys.command("create")
+@click.argument("principal")
+@click.option("--description", default="", help="What the key is for (shown in listings).")
+@setting_option("charter")
+@setting_option("database")
+def keys_create(principal: str, description: str, **flags: Any) -> None:
+    """Create a virtual key for PRINCIPAL; the key is printed once and only its hash is kept.
+
+    \b
+    Example:
+      charter keys create support-bot --description "production support widget" \\
+        --charter examples/support-desk/charter.yaml
+    """
+    from charter.gateway.admin import create_key
+
+    store, charter = _store_and_charter(flags)
+    try:
+        key, row = create_key(store, charter, principal, description)
+    finally:
+        store.close()
+    console.print(f"created {row.id} for {principal}; the key (shown once):")
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--principal", default=None, help="Only this principal's keys.")
+@setting_option("charter")
+@setting_option("database")
+def keys_list(principal: str | None, **flags: Any) -> None:
+    """List virtual keys (their prefixes, never the keys).
+
+    \b
+    Example:
+      charter keys list --principal support-bot
+    """
+    from charter.storage import open_store
+
+    settings = resolve(flags)
+    store = open_store(settings.database)
+    try:
+        rows = store.list_keys(principal)
+    finally:
+        store.close()
+    table = Table(title="virtual keys")
+    for column in ("id", "principal", "prefix", "created", "revoked", "description"):
+        table.add_column(column)
+    for row in rows:
+        revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else ""
+        table.add_row(row.id, row.principal_id, row.prefix + "…",
+                      row.created_at.isoformat(timespec="seconds"), revoked, row.description)
+    console.print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@setting_option("database")
+def keys_revoke(key_id: str, **flags: Any) -> None:
+    """Revoke a key; every gateway stops accepting it within 30 seconds.
+
+    \b
+    Example:
+      charter keys revoke key_3f2a9c1b0d4e
+    """
+    import datetime as dt
+
+    from charter.errors import NotFound
+    from charter.storage import open_store
+
+    store = open_store(resolve(flags).database)
+    try:
+        if not store.revoke_key(key_id, dt.datetime.now(dt.UTC)):
+            raise NotFound(f"no active key '{key_id}'", hint="see `charter keys list`")
+    finally:
+        store.close()
+    console.print(f"revoked {key_id}")
 
 
 @keys.command("hash")

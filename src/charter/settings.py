@@ -44,6 +44,22 @@ SETTINGS: tuple[Setting, ...] = (
         "postgresql:// URL when gateway replicas are scaled out.",
     ),
     Setting(
+        "redis",
+        str,
+        None,
+        "Redis URL (redis://host:6379/0) for budgets and rate limits shared by gateway replicas; "
+        "unset, counters live in this process.",
+    ),
+    Setting("host", str, "127.0.0.1", "Address the gateway listens on."),
+    Setting("port", int, 8787, "Port the gateway listens on."),
+    Setting(
+        "admin_key",
+        str,
+        None,
+        "The admin API key (for /admin/v1/...); unset, the admin API is off.",
+        secret=True,
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -60,6 +76,10 @@ class Settings:
 
     charter: str
     database: str
+    redis: str | None
+    host: str
+    port: int
+    admin_key: str | None
     log_level: str
 
 

@@ -1,0 +1,148 @@
+"""The OpenAI-compatible HTTP surface of the gateway (Starlette): a thin adapter over ``Gateway``.
+
+Errors use the OpenAI error shape (``{"error": {"message", "type", "code", ...}}``) with the
+status of the ``CharterError`` behind them, so the official SDKs raise their usual exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from charter.document.version import short_version
+from charter.errors import (
+    AuthenticationFailed,
+    CharterError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+)
+from charter.gateway.keys import hash_key
+from charter.gateway.service import Gateway, validate_body
+from charter.providers.types import ChatRequest, EmbeddingRequest
+
+log = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(exc: CharterError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or None  # Anthropic-style clients
+
+
+async def read_json(request: Request, what: str) -> Any:
+    body = await request.body()
+    if not body:
+        raise InvalidRequest(f"the {what} request has no body", hint="send a JSON object")
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"the {what} body is not valid JSON ({exc})", hint="send a JSON object"
+        ) from None
+
+
+def build_app(
+    gateway: Gateway,
+    *,
+    admin_key_hash: str | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> Starlette:
+    """The ASGI app serving ``gateway``; ``on_shutdown`` closes what the gateway owns."""
+    version_header = {"x-charter-version": short_version(gateway.version)}
+
+    def guarded(endpoint: Endpoint) -> Endpoint:
+        async def wrapper(request: Request) -> Response:
+            try:
+                response = await endpoint(request)
+            except CharterError as exc:
+                response = error_response(exc)
+            except Exception:
+                log.exception("unhandled error on %s", request.url.path)
+                response = error_response(
+                    InternalError("Charter failed while handling this request; this is a bug")
+                )
+            response.headers.update(version_header)
+            return response
+
+        return wrapper
+
+    async def chat_completions(request: Request) -> Response:
+        info = await gateway.authenticate(bearer(request))
+        body = validate_body(await read_json(request, "chat completion"), "chat completion")
+        req = ChatRequest.from_openai(body)
+        if req.stream:
+            chunks, outcome = await gateway.chat_stream(info, req)
+            return StreamingResponse(
+                chunks,
+                media_type="text/event-stream",
+                headers={"x-charter-request-id": outcome.request_id, "cache-control": "no-cache"},
+            )
+        response, outcome = await gateway.chat(info, req)
+        return JSONResponse(
+            response.to_openai(model=req.model),
+            headers={"x-charter-request-id": outcome.request_id},
+        )
+
+    async def embeddings(request: Request) -> Response:
+        info = await gateway.authenticate(bearer(request))
+        body = validate_body(await read_json(request, "embeddings"), "embeddings")
+        payload, outcome = await gateway.embed(info, EmbeddingRequest.from_openai(body))
+        return JSONResponse(payload, headers={"x-charter-request-id": outcome.request_id})
+
+    async def models(request: Request) -> Response:
+        info = await gateway.authenticate(bearer(request))
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": gateway.charter.organization}
+            for name in gateway.allowed_models(info.principal)
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "charter_version": gateway.version})
+
+    def require_admin(request: Request) -> None:
+        presented = bearer(request)
+        if admin_key_hash is None:
+            raise NotFound("the admin API is off", hint="set CHARTER_ADMIN_KEY to enable it")
+        if presented is None or not hmac.compare_digest(hash_key(presented), admin_key_hash):
+            raise AuthenticationFailed("the admin API needs the admin key",
+                                       hint="send Authorization: Bearer $CHARTER_ADMIN_KEY")
+
+    async def admin_keys(request: Request) -> Response:
+        from charter.gateway import admin
+
+        require_admin(request)
+        return await admin.keys_endpoint(gateway, request)
+
+    routes = [
+        Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
+        Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
+        Route("/v1/models", guarded(models), methods=["GET"]),
+        Route("/healthz", guarded(health), methods=["GET"]),
+        Route("/admin/v1/keys", guarded(admin_keys), methods=["GET", "POST"]),
+        Route("/admin/v1/keys/{key_id}", guarded(admin_keys), methods=["DELETE"]),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await on_shutdown()
+
+    return Starlette(routes=routes, lifespan=lifespan)
