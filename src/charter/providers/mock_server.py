@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-_WORDS = "the quick brown fox jumps over the lazy dog".split()
+_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
 _HANG_MAX_S = 60.0
 _HEADER_PREFIX = "x-mock-"
 _SEPARATORS = (",", ":")
@@ -211,9 +211,7 @@ class MockUpstream:
 
     async def stats(self, request: Request) -> Response:
         group = self.state.groups.get(request.path_params["request_id"], _Group())
-        return JSONResponse(
-            {"requests": group.requests, "max_in_flight": group.max_in_flight}
-        )
+        return JSONResponse({"requests": group.requests, "max_in_flight": group.max_in_flight})
 
     async def embeddings(self, request: Request) -> Response:
         try:
@@ -330,9 +328,7 @@ class MockUpstream:
         }
         if script is None or not script.no_usage:
             body["usage"] = _usage(prompt, n_tokens)
-        return Response(
-            json.dumps(body, separators=_SEPARATORS), media_type="application/json"
-        )
+        return Response(json.dumps(body, separators=_SEPARATORS), media_type="application/json")
 
 
 def _tool_call(data: Mapping[str, Any], script: Script | None) -> dict[str, Any] | None:
@@ -347,7 +343,8 @@ def _tool_call(data: Mapping[str, Any], script: Script | None) -> dict[str, Any]
     if name is None:
         return None
     arguments = script.tool_args if script is not None else "{}"
-    return {"id": "call_mock_0", "type": "function", "function": {"name": name, "arguments": arguments}}
+    function = {"name": name, "arguments": arguments}
+    return {"id": "call_mock_0", "type": "function", "function": function}
 
 
 def _event(response_id: str, model: str, choices: list[Any], **more: Any) -> bytes:
@@ -454,7 +451,7 @@ def create_app() -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the mock on ``--host``/``--port``; prints ``listening on http://HOST:PORT`` when ready."""
+    """Serve on ``--host``/``--port``; prints ``listening on http://HOST:PORT`` when ready."""
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

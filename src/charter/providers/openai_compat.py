@@ -96,7 +96,7 @@ class OpenAICompatProvider:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(
-                f"provider '{name}': base_url must start with http:// or https://, got {base_url!r}",
+                f"provider '{name}': base_url must start with http(s)://, got {base_url!r}",
                 hint="e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1",
             )
         self.name = name
