@@ -306,7 +306,7 @@ async def test_overloaded_529_is_retried(fake: tuple[FakeMessagesAPI, str]) -> N
 async def test_overloaded_event_before_content_is_retried(
     fake: tuple[FakeMessagesAPI, str],
 ) -> None:
-    api, url = fake
+    _, url = fake
     c = client(url)
     stream = c.stream(request("stream overloaded once", stream=True))
     chunks = await collect(stream)
