@@ -281,3 +281,18 @@ async def test_embeddings_through_the_client(mock_upstream: str) -> None:
     assert len(response.vectors) == 2 and len(response.vectors[0]) == 4
     assert response.vectors[0] != response.vectors[1]
     assert response.usage is not None and response.usage.input_tokens == 2
+
+
+async def test_idle_gap_mid_stream_ends_with_error(mock_upstream: str) -> None:
+    settings = ClientSettings(max_retries=2, idle_timeout_s=0.2)
+    headers = script(tokens_per_s=2)
+    c = client(mock_upstream, headers, settings)
+    received: list[str] = []
+    with pytest.raises(UpstreamError, match=r"stopped after 1 chunks: .*did not answer in time"):
+        async with c.stream(STREAM) as stream:
+            async for chunk in stream:
+                received.append(chunk.text)
+    await c.aclose()
+    assert received == ["the"]
+    assert (await requests_seen(mock_upstream, headers))["requests"] == 1
+    assert c.in_flight == 0

@@ -330,6 +330,11 @@ class ProviderClient:
         return delay
 
     async def _acquire(self) -> None:
+        if not self._slots.locked():
+            # A free slot is taken without suspending: no timer needed on the common path.
+            await self._slots.acquire()
+            self._in_flight += 1
+            return
         try:
             async with asyncio.timeout(self.settings.queue_timeout_s):
                 await self._slots.acquire()
@@ -391,6 +396,57 @@ class ProviderClient:
             usage=response.usage or estimate_embedding_usage(req),
             provider=self.name,
         )
+
+
+class _Watchdog:
+    """Deadlines for the waits of one stream, with one lazily re-armed timer.
+
+    ``asyncio.timeout`` per chunk costs a timer heap push and cancel for every chunk; here a wait
+    only stores its deadline, and the timer, when it fires early, re-arms itself for the latest
+    deadline. Only the wait itself is timed, never the consumer's work between chunks.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._task: asyncio.Task[object] | None = None
+        self._deadline: float | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    async def run(self, awaitable: Awaitable[T], deadline: float) -> T:
+        """Await ``awaitable``; ``TimeoutError`` if it is not done by ``deadline`` (loop time)."""
+        self._task = asyncio.current_task()
+        self._deadline = deadline
+        handle = self._handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._check)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._fired and self._task is not None and self._task.uncancel() == 0:
+                self._fired = False
+                raise TimeoutError from None
+            raise
+        finally:
+            self._deadline = None
+
+    def _check(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None or self._task is None:
+            return  # not waiting: the next wait arms a new timer
+        if self._loop.time() >= deadline:
+            self._fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(deadline, self._check)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class _StreamTally:
@@ -506,13 +562,13 @@ class ChatStream(AsyncIterator[StreamChunk]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.timeout_s
         upstream = client.provider.stream(req)
+        watchdog = _Watchdog(loop)
         held: StreamChunk | None = None  # the finish chunk, held back to carry trailing usage
         try:
             while True:
                 wait = s.idle_timeout_s if self.started else s.first_chunk_timeout_s
                 try:
-                    async with asyncio.timeout_at(min(deadline, loop.time() + wait)):
-                        chunk = await anext(upstream)
+                    chunk = await watchdog.run(anext(upstream), min(deadline, loop.time() + wait))
                 except StopAsyncIteration:
                     break
                 if chunk.usage is not None:
@@ -526,8 +582,11 @@ class ChatStream(AsyncIterator[StreamChunk]):
                 if chunk.finish_reason is not None:
                     held = chunk
                 elif chunk.text or chunk.tool_calls:
-                    yield self._hand_out(replace(chunk, usage=None))
+                    yield self._hand_out(
+                        chunk if chunk.usage is None else replace(chunk, usage=None)
+                    )
         finally:
+            watchdog.close()
             # Close the adapter's generator (and its HTTP response) whatever happened.
             closer = getattr(upstream, "aclose", None)
             if closer is not None:
