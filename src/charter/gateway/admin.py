@@ -75,4 +75,5 @@ async def keys_endpoint(gateway: Any, request: Request) -> Response:
     revoked = await anyio.to_thread.run_sync(store.revoke_key, key_id, dt.datetime.now(dt.UTC))
     if not revoked:
         raise NotFound(f"no active key '{key_id}'", hint="list keys with GET /admin/v1/keys")
+    gateway.keys.invalidate(key_id)
     return JSONResponse({"id": key_id, "revoked": True})

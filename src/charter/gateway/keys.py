@@ -104,6 +104,12 @@ class KeyRing:
         self._cache[digest] = (found, now + (self.ttl_s if found else self.negative_ttl_s))
         return self._known(found)
 
+    def invalidate(self, key_id: str) -> None:
+        """Forget a revoked key now (other replicas forget it within ``ttl_s``)."""
+        for digest, (info, _) in list(self._cache.items()):
+            if info is not None and info.key_id == key_id:
+                del self._cache[digest]
+
     @staticmethod
     def _known(info: KeyInfo | None) -> KeyInfo:
         if info is None:
