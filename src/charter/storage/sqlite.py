@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -64,17 +66,19 @@ class SQLiteStore(Store):
         self._busy_timeout = busy_timeout
         self._write_lock = threading.Lock()
         self._readers_lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
+        # Weak: when a thread ends, its _ThreadReader goes with its thread-local storage and
+        # closes the connection; worker pools that recycle idle threads must not pile them up.
+        self._readers: weakref.WeakSet[_ThreadReader] = weakref.WeakSet()
         self._local = threading.local()
         self._closed = False
         with self._translate("open the database"):
             self._writer = self._connect()
             try:
-                mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                mode = self._switch_to_wal()
             except BaseException:
                 self._writer.close()
                 raise
-        if str(mode).lower() != "wal":
+        if mode.lower() != "wal":
             self._writer.close()
             raise StorageUnavailable(
                 f"SQLite database {self._path} could not switch to WAL mode (it is in {mode!r})",
@@ -95,18 +99,37 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
+    def _switch_to_wal(self) -> str:
+        """Put the file in WAL mode (it stays so) and return the journal mode now in force.
+
+        Switching needs an exclusive lock, and SQLite answers "database is locked" at once,
+        without waiting on busy_timeout, when another process is opening or writing the same
+        new file; so retry until busy_timeout has passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                return str(self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
     def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        reader: _ThreadReader | None = getattr(self._local, "reader", None)
+        if reader is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only=ON")
+            reader = _ThreadReader(conn)
             with self._readers_lock:
                 if self._closed:
                     conn.close()
                     raise _closed_error()
-                self._readers.append(conn)
-            self._local.conn = conn
-        return conn
+                self._readers.add(reader)
+            self._local.reader = reader
+        return reader.conn
 
     @contextmanager
     def _translate(self, what: str) -> Iterator[None]:
@@ -154,8 +177,8 @@ class SQLiteStore(Store):
                 return
             self._closed = True
             self._writer.close()
-            for conn in self._readers:
-                conn.close()
+            for reader in list(self._readers):
+                reader.conn.close()
             self._readers.clear()
 
     # -- migrations ------------------------------------------------------------------------------
@@ -438,6 +461,18 @@ class SQLiteStore(Store):
                 "SELECT size, root_hash, signed_blob, at_us FROM audit_checkpoints ORDER BY size"
             ).fetchall()
         return [_checkpoint(row) for row in rows]
+
+
+class _ThreadReader:
+    """One thread's read connection, closed when the thread (and so this holder) goes away."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        self.conn.close()  # closing twice (after Store.close()) is a no-op
 
 
 def _key(row: tuple[Any, ...]) -> KeyRow:
