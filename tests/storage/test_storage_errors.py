@@ -78,6 +78,15 @@ def test_unknown_scheme_is_refused_without_showing_the_password() -> None:
     assert "postgresql://" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url", [f"postgresql:app:{PASSWORD}@db.internal/charter", "sqlite:charter.db"]
+)
+def test_scheme_without_slashes_is_refused_without_showing_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="is not understood") as caught:
+        open_store(url)
+    assert PASSWORD not in everything_shown(caught.value)
+
+
 def test_postgres_scheme_alias_opens_postgresql(postgres_url: str) -> None:
     with open_store(postgres_url.replace("postgresql://", "postgres://", 1)) as store:
         assert store.backend == "postgresql"

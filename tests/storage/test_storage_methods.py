@@ -224,6 +224,15 @@ def test_erasing_content_leaves_the_log_intact(store: Store) -> None:
     assert store.audit_leaves(0, 1) == [leaf(0)]
 
 
+def test_nul_characters_are_refused_alike_on_both_backends(store: Store) -> None:
+    with pytest.raises(InvalidRequest, match="NUL"):
+        store.audit_content_put("ref-1", "before\x00after")
+    with pytest.raises(InvalidRequest, match="NUL"):
+        store.append_audit([AuditLeaf(b"h" * 32, '{"a":"\x00"}', at(0))])
+    assert store.audit_content_get("ref-1") is None
+    assert store.audit_size() == 0
+
+
 # -- checkpoints ---------------------------------------------------------------------------------
 
 

@@ -6,12 +6,16 @@ path has four), a bare file path, or ``postgresql://user:password@host:5432/dbna
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from charter.errors import ConfigurationError
 from charter.storage.base import Store
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
+# "postgresql:host/db" or "sqlite:x.db" (no "//") is a typo, not a file name; a Windows drive
+# letter ("C:\\data\\charter.db") is a single character, so it is still a path.
+_LOOKS_LIKE_A_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 _EXAMPLES = "sqlite:///charter.db, a file path, or postgresql://user@host:5432/dbname"
 
 
@@ -25,6 +29,12 @@ def open_store(url: str) -> Store:
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("the storage URL is empty", hint=f"use {_EXAMPLES}")
     url = url.strip()
+    if "://" not in url and _LOOKS_LIKE_A_SCHEME.match(url):
+        raise ConfigurationError(
+            # Shown by its scheme only: without "//" nothing says where a password would be.
+            f"storage URL starting {url.split(':', 1)[0]!r}: is not understood",
+            hint=f"use {_EXAMPLES}",
+        )
     if "://" not in url:
         from charter.storage.sqlite import SQLiteStore
 

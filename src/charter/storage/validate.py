@@ -48,11 +48,16 @@ def integer(value: int, name: str, *, minimum: int | None = None) -> int:
 
 
 def text(value: str, name: str, *, allow_empty: bool = False) -> str:
-    """A str, non-empty unless ``allow_empty``."""
+    """A str without NUL characters, non-empty unless ``allow_empty``."""
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
     if not allow_empty and not value:
         raise InvalidRequest(f"{name} must not be empty")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL; refusing it on both backends keeps them alike.
+        raise InvalidRequest(
+            f"{name} contains a NUL character", hint="escape or remove NUL characters first"
+        )
     return value
 
 
