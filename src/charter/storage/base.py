@@ -1,0 +1,224 @@
+"""The storage interface every Charter component uses, and the rows that cross it.
+
+One narrow, synchronous interface with two implementations (SQLite for the embedded default,
+PostgreSQL for scale-out) so no code path elsewhere forks on the backend. The gateway calls it from
+worker threads; money is integer micro-dollars; every time is a timezone-aware UTC ``datetime``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import ClassVar, Self
+
+
+@dataclass(frozen=True, slots=True)
+class CharterVersionRow:
+    """A charter version seen by this deployment: its hash, canonical JSON and when first seen."""
+
+    hash: str
+    canonical_json: str
+    first_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A virtual key. Only its hash is stored; ``prefix`` is the few characters shown to humans."""
+
+    id: str
+    principal_id: str
+    key_hash: str
+    prefix: str
+    description: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the key has not been revoked."""
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """The settled cost of one request; ``request_id`` makes recording it idempotent."""
+
+    request_id: str
+    principal_id: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_micro_usd: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLeaf:
+    """One leaf of the audit Merkle log: its hash and the canonical JSON record it hashes."""
+
+    leaf_hash: bytes
+    record_json: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """A signed checkpoint of the audit log: tree size, root hash and the signed blob."""
+
+    size: int
+    root_hash: bytes
+    signed_blob: bytes
+    at: datetime
+
+
+class Store(ABC):
+    """What Charter keeps: charter versions, keys, spend, counters, the audit log and checkpoints.
+
+    Implementations are thread-safe. Every driver exception is translated into
+    ``charter.errors.StorageUnavailable`` (with a hint saying what to check) before it leaves a
+    method, so callers never see ``sqlite3`` or ``psycopg`` errors.
+    """
+
+    backend: ClassVar[str]
+    """``"sqlite"`` or ``"postgresql"``."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def migrate(self) -> int:
+        """Apply pending schema migrations and return the schema version.
+
+        Idempotent, and safe when several threads or processes start at once: migrations run
+        under a database-wide lock, and each runs in the same transaction as its bookkeeping.
+        """
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The highest migration applied to this database (0 for an empty database)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection. Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- charter versions ------------------------------------------------------------------------
+
+    @abstractmethod
+    def save_charter_version(self, hash: str, canonical_json: str, at: datetime) -> None:
+        """Remember a charter version. Saving a hash already known keeps the first record."""
+
+    @abstractmethod
+    def charter_versions(self) -> list[CharterVersionRow]:
+        """Every charter version seen, oldest first."""
+
+    # -- virtual keys ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_key(self, key: KeyRow) -> None:
+        """Store a new key. Raises ``Conflict`` when its id or hash is already stored."""
+
+    @abstractmethod
+    def find_key(self, key_hash: str) -> KeyRow | None:
+        """The key with this hash, revoked or not (check ``KeyRow.active``), or None."""
+
+    @abstractmethod
+    def list_keys(self, principal_id: str | None = None) -> list[KeyRow]:
+        """Keys of one principal, or every key, oldest first."""
+
+    @abstractmethod
+    def revoke_key(self, key_id: str, at: datetime) -> bool:
+        """Revoke a key; False when there is no such key or it was already revoked."""
+
+    # -- spend ledger ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_spend(self, rows: Sequence[SpendRow]) -> int:
+        """Record settled spend in one transaction; returns how many rows were new.
+
+        A ``request_id`` already recorded is skipped, so retrying a settlement never double-counts.
+        """
+
+    @abstractmethod
+    def spend_between(self, principal_id: str, start: datetime, end: datetime) -> int:
+        """Total ``cost_micro_usd`` of a principal with ``start <= at < end``."""
+
+    # -- counters --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_counter(self, key: str, window_start: datetime, amount: int) -> int:
+        """Add ``amount`` (may be negative) to a window's counter and return the new total.
+
+        Atomic: concurrent callers each see a distinct total, so "add, then undo if over the cap"
+        lets exactly ``cap`` callers through.
+        """
+
+    @abstractmethod
+    def get_counter(self, key: str, window_start: datetime) -> int:
+        """The current total of a window's counter (0 when never added to)."""
+
+    # -- audit log -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def append_audit(self, leaves: Sequence[AuditLeaf]) -> list[int]:
+        """Append leaves in one transaction and return their sequence numbers.
+
+        Sequence numbers start at 0 and are contiguous across every thread and process appending
+        at once: no gaps, no duplicates, and a batch's numbers are consecutive.
+        """
+
+    @abstractmethod
+    def audit_size(self) -> int:
+        """How many leaves the log holds."""
+
+    @abstractmethod
+    def audit_leaves(self, start: int, end: int) -> list[AuditLeaf]:
+        """Leaves with ``start <= seq < end`` in order; like slicing, stops at the log's end."""
+
+    @abstractmethod
+    def audit_content_put(self, ref: str, text: str) -> None:
+        """Store content a record refers to, outside the hashed leaf so it can be erased.
+
+        Putting the same text again is a no-op; different text under a stored ref is a
+        ``Conflict`` (content is never silently replaced).
+        """
+
+    @abstractmethod
+    def audit_content_get(self, ref: str) -> str | None:
+        """The content stored under ``ref``, or None when absent or erased."""
+
+    @abstractmethod
+    def audit_content_erase(self, ref: str) -> bool:
+        """Erase content (e.g. on a data-subject request); False when there was none."""
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def save_checkpoint(
+        self, size: int, root_hash: bytes, signed_blob: bytes, at: datetime
+    ) -> CheckpointRow:
+        """Store a checkpoint and return the stored row.
+
+        One checkpoint per tree size: saving a size again with the same root returns the first
+        one; a different root for a stored size raises ``Conflict`` (the log would have forked).
+        """
+
+    @abstractmethod
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        """The checkpoint with the largest tree size, or None."""
+
+    @abstractmethod
+    def checkpoints(self) -> list[CheckpointRow]:
+        """Every checkpoint, smallest tree size first."""
