@@ -441,8 +441,14 @@ def keys_list(principal: str | None, **flags: Any) -> None:
         table.add_column(column)
     for row in rows:
         revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else ""
-        table.add_row(row.id, row.principal_id, row.prefix + "…",
-                      row.created_at.isoformat(timespec="seconds"), revoked, row.description)
+        table.add_row(
+            row.id,
+            row.principal_id,
+            row.prefix + "…",
+            row.created_at.isoformat(timespec="seconds"),
+            revoked,
+            row.description,
+        )
     console.print(table)
 
 

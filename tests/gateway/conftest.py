@@ -58,8 +58,9 @@ class LiveServer:
     def __init__(self, services: Services) -> None:
         self.port = free_port()
         app = build_app(services.gateway, admin_key_hash=hash_key(ADMIN_KEY))
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -41,7 +41,9 @@ async def test_models_lists_only_what_the_key_may_use(client: httpx.AsyncClient)
 
 
 @pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer sk-wrong"}])
-async def test_bad_or_missing_key_is_401(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+async def test_bad_or_missing_key_is_401(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
     response = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
@@ -66,13 +68,17 @@ async def test_unknown_model_is_404_with_the_allowed_list(client: httpx.AsyncCli
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(b"{not json", "not valid JSON"), (b"[1,2]", "JSON object"), (b"", "no body"),
-     (b'{"model": "sim-small"}', "messages")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1,2]", "JSON object"),
+        (b"", "no body"),
+        (b'{"model": "sim-small"}', "messages"),
+    ],
 )
-async def test_malformed_requests_are_400(client: httpx.AsyncClient, content: bytes,
-                                          fragment: str) -> None:
-    response = await client.post("/v1/chat/completions", content=content,
-                                 headers=auth(SUPPORT_KEY))
+async def test_malformed_requests_are_400(
+    client: httpx.AsyncClient, content: bytes, fragment: str
+) -> None:
+    response = await client.post("/v1/chat/completions", content=content, headers=auth(SUPPORT_KEY))
     assert response.status_code == 400
     assert fragment in response.json()["error"]["message"]
 
@@ -80,8 +86,7 @@ async def test_malformed_requests_are_400(client: httpx.AsyncClient, content: by
 async def test_rate_limit_names_the_decision(client: httpx.AsyncClient) -> None:
     statuses = []
     for _ in range(4):
-        response = await client.post("/v1/chat/completions", json=CHAT,
-                                     headers=auth(MARKETING_KEY))
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=auth(MARKETING_KEY))
         statuses.append(response.status_code)
     assert statuses == [200, 200, 200, 429]
     assert "decision fair-use" in response.json()["error"]["message"]
@@ -90,8 +95,13 @@ async def test_rate_limit_names_the_decision(client: httpx.AsyncClient) -> None:
 async def test_budget_exceeded_is_429_naming_budget_and_decision(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    services.store.add_spend([SpendRow("old", "marketing-writer", "sim-small", 1, 1, 49_999_900,
-                                       dt.datetime.now(dt.UTC))])
+    services.store.add_spend(
+        [
+            SpendRow(
+                "old", "marketing-writer", "sim-small", 1, 1, 49_999_900, dt.datetime.now(dt.UTC)
+            )
+        ]
+    )
     response = await client.post("/v1/chat/completions", json=CHAT, headers=auth(MARKETING_KEY))
     assert response.status_code == 429
     error = response.json()["error"]
@@ -100,8 +110,9 @@ async def test_budget_exceeded_is_429_naming_budget_and_decision(
     assert error["charter"]["decisions"] == ["team-budgets"]
 
 
-async def test_spend_is_recorded_in_the_ledger(client: httpx.AsyncClient,
-                                               services: Services) -> None:
+async def test_spend_is_recorded_in_the_ledger(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     response = await client.post("/v1/chat/completions", json=CHAT, headers=auth(SUPPORT_KEY))
     assert response.status_code == 200
     usage = response.json()["usage"]
@@ -109,8 +120,9 @@ async def test_spend_is_recorded_in_the_ledger(client: httpx.AsyncClient,
     deadline = time.monotonic() + 5
     now = dt.datetime.now(dt.UTC)
     while True:
-        spent = services.store.spend_between("support-bot", now - dt.timedelta(hours=1),
-                                             now + dt.timedelta(hours=1))
+        spent = services.store.spend_between(
+            "support-bot", now - dt.timedelta(hours=1), now + dt.timedelta(hours=1)
+        )
         if spent or time.monotonic() > deadline:
             break
         time.sleep(0.02)
@@ -119,8 +131,9 @@ async def test_spend_is_recorded_in_the_ledger(client: httpx.AsyncClient,
 
 async def test_stream_with_usage(client: httpx.AsyncClient) -> None:
     body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-    async with client.stream("POST", "/v1/chat/completions", json=body,
-                             headers=auth(SUPPORT_KEY)) as response:
+    async with client.stream(
+        "POST", "/v1/chat/completions", json=body, headers=auth(SUPPORT_KEY)
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line[6:] async for line in response.aiter_lines() if line.startswith("data: ")]
@@ -140,18 +153,19 @@ async def test_embeddings(client: httpx.AsyncClient) -> None:
 
 async def test_admin_keys_lifecycle(client: httpx.AsyncClient) -> None:
     assert (await client.get("/admin/v1/keys")).status_code == 401
-    created = await client.post("/admin/v1/keys", json={"principal": "support-bot"},
-                                headers=auth(ADMIN_KEY))
+    created = await client.post(
+        "/admin/v1/keys", json={"principal": "support-bot"}, headers=auth(ADMIN_KEY)
+    )
     assert created.status_code == 201, created.text
     key, key_id = created.json()["key"], created.json()["id"]
-    assert (await client.post("/v1/chat/completions", json=CHAT,
-                              headers=auth(key))).status_code == 200
+    assert (
+        await client.post("/v1/chat/completions", json=CHAT, headers=auth(key))
+    ).status_code == 200
     listed = await client.get("/admin/v1/keys", headers=auth(ADMIN_KEY))
     assert key not in listed.text and key_id in listed.text
     revoked = await client.delete(f"/admin/v1/keys/{key_id}", headers=auth(ADMIN_KEY))
     assert revoked.status_code == 200
     after = await client.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert after.status_code == 401
-    bad = await client.post("/admin/v1/keys", json={"principal": "nobody"},
-                            headers=auth(ADMIN_KEY))
+    bad = await client.post("/admin/v1/keys", json={"principal": "nobody"}, headers=auth(ADMIN_KEY))
     assert bad.status_code == 400 and "not a principal" in bad.json()["error"]["message"]

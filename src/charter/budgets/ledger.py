@@ -32,8 +32,14 @@ class SpendWriter:
     each request carries its cost too, so spend stays provable even if this process dies first.
     """
 
-    def __init__(self, store: Store, *, batch: int = 256, interval_s: float = 0.05,
-                 max_pending: int = 100_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch: int = 256,
+        interval_s: float = 0.05,
+        max_pending: int = 100_000,
+    ) -> None:
         self.store = store
         self.batch = batch
         self.interval_s = interval_s

@@ -19,9 +19,9 @@ from charter.gateway.keys import KEY_PREFIX, hash_key
 from charter.storage.base import KeyRow, Store
 
 
-def create_key(store: Store, charter: Charter, principal: str, description: str = "") -> tuple[
-    str, KeyRow
-]:
+def create_key(
+    store: Store, charter: Charter, principal: str, description: str = ""
+) -> tuple[str, KeyRow]:
     """Create a key for ``principal``; returns the key (shown once) and its stored row."""
     known = {p.id for p in charter.principals}
     if principal not in known:

@@ -122,8 +122,10 @@ def build_app(
         if admin_key_hash is None:
             raise NotFound("the admin API is off", hint="set CHARTER_ADMIN_KEY to enable it")
         if presented is None or not hmac.compare_digest(hash_key(presented), admin_key_hash):
-            raise AuthenticationFailed("the admin API needs the admin key",
-                                       hint="send Authorization: Bearer $CHARTER_ADMIN_KEY")
+            raise AuthenticationFailed(
+                "the admin API needs the admin key",
+                hint="send Authorization: Bearer $CHARTER_ADMIN_KEY",
+            )
 
     async def admin_keys(request: Request) -> Response:
         from charter.gateway import admin
@@ -139,6 +141,7 @@ def build_app(
         Route("/admin/v1/keys", guarded(admin_keys), methods=["GET", "POST"]),
         Route("/admin/v1/keys/{key_id}", guarded(admin_keys), methods=["DELETE"]),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield

@@ -15,7 +15,8 @@ from charter.gateway.keys import KeyRing
 from charter.gateway.service import Gateway, Routed
 from charter.policy.engine import Engine
 from charter.policy.runtime import Runtime
-from charter.providers.base import ClientSettings, Provider as ProviderImpl, ProviderClient
+from charter.providers.base import ClientSettings, ProviderClient
+from charter.providers.base import Provider as ProviderImpl
 from charter.settings import Settings
 from charter.storage.base import Store
 
@@ -85,8 +86,9 @@ def build_models(charter: Charter) -> dict[str, Routed]:
         fallbacks = [plain[f].client for f in routed.spec.fallbacks]
         out[name] = Routed(
             routed.spec,
-            ProviderClient(adapter, settings=settings, model=routed.spec.upstream,
-                           fallbacks=fallbacks),
+            ProviderClient(
+                adapter, settings=settings, model=routed.spec.upstream, fallbacks=fallbacks
+            ),
         )
     return out
 

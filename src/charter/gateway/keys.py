@@ -66,8 +66,9 @@ class KeyRing:
                     value = environ.get(ref.env)
                     if not value:
                         self.missing_env.append(ref.env)
-                        log.warning("key %s: $%s is not set; that key cannot sign in", ref.id,
-                                    ref.env)
+                        log.warning(
+                            "key %s: $%s is not set; that key cannot sign in", ref.id, ref.env
+                        )
                         continue
                     digest = hash_key(value)
                 assert digest is not None
@@ -75,7 +76,7 @@ class KeyRing:
         self._principals = principals
 
     async def resolve(self, presented: str | None) -> KeyInfo:
-        """The key's owner, or ``AuthenticationFailed`` (``StorageUnavailable`` if we cannot tell)."""
+        """The key's owner; ``AuthenticationFailed``, or ``StorageUnavailable`` if unknowable."""
         if not presented:
             raise AuthenticationFailed(
                 "no API key given",
@@ -86,8 +87,9 @@ class KeyRing:
         if info is not None:
             return info
         if self.store is None:
-            raise AuthenticationFailed("unknown API key", hint="check the key, or create one "
-                                       "with `charter keys create`")
+            raise AuthenticationFailed(
+                "unknown API key", hint="check the key, or create one with `charter keys create`"
+            )
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:

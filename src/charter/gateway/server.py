@@ -14,7 +14,9 @@ def serve(settings: Settings) -> None:
     """Build the gateway from ``settings`` and serve it until interrupted."""
     import uvicorn
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
     services = build_services(settings)
     app = build_app(
         services.gateway,

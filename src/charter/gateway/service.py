@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from charter.budgets.ledger import SpendWriter
 from charter.counters import Reservation
 from charter.document.model import Charter, ModelSpec
 from charter.errors import (
@@ -26,7 +27,6 @@ from charter.errors import (
     RateLimited,
 )
 from charter.gateway.keys import KeyInfo, KeyRing
-from charter.budgets.ledger import SpendWriter
 from charter.gateway.pricing import cost_micro_usd, output_cap, worst_case
 from charter.policy.context import RequestContext
 from charter.policy.engine import Admission, Engine, Evaluation
@@ -184,8 +184,13 @@ class Gateway:
         try:
             async with stream:
                 async for chunk in stream:
-                    yield chunk.to_sse(response_id, req.model, created, first=first,
-                                       include_usage=req.include_usage)
+                    yield chunk.to_sse(
+                        response_id,
+                        req.model,
+                        created,
+                        first=first,
+                        include_usage=req.include_usage,
+                    )
                     first = False
                     if chunk.finish_reason is not None:
                         finished = True
@@ -213,15 +218,17 @@ class Gateway:
                 reservation, cost_micro_usd=cost, tokens=usage.total_tokens, now=time.time()
             )
         if self.spend is not None and cost > 0:
-            self.spend.add(SpendRow(
-                request_id=outcome.request_id,
-                principal_id=outcome.principal,
-                model=outcome.model,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_micro_usd=cost,
-                at=_utcnow(),
-            ))
+            self.spend.add(
+                SpendRow(
+                    request_id=outcome.request_id,
+                    principal_id=outcome.principal,
+                    model=outcome.model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_micro_usd=cost,
+                    at=_utcnow(),
+                )
+            )
 
     async def _release(self, reservation: Reservation | None, outcome: Outcome) -> None:
         outcome.status = 502
@@ -264,21 +271,19 @@ def refusal(evaluation: Evaluation) -> CharterError:
     assert verdict is not None
     decisions = ", ".join(verdict.decision_ids) or "none"
     message = f"{verdict.reason} [control {verdict.control_id}; decision {decisions}]"
-    details = {
-        "charter": {
-            "control": verdict.control_id,
-            "decisions": list(verdict.decision_ids),
-            "version": evaluation.charter_version,
-        }
+    charter: dict[str, Any] = {
+        "control": verdict.control_id,
+        "decisions": list(verdict.decision_ids),
+        "version": evaluation.charter_version,
     }
     kind = verdict.evidence.get("kind")
     if kind == "budget":
-        return BudgetExceeded(message, **details)
+        return BudgetExceeded(message, charter=charter)
     if kind == "rate_limit":
-        return RateLimited(message, **details)
+        return RateLimited(message, charter=charter)
     if verdict.stage is Stage.REQUEST and "error" not in verdict.evidence:
-        return PermissionDenied(message, code="model_not_allowed", **details)
-    return PolicyViolation(message, **details)
+        return PermissionDenied(message, code="model_not_allowed", charter=charter)
+    return PolicyViolation(message, charter=charter)
 
 
 def sse_error(exc: CharterError) -> bytes:
@@ -295,8 +300,10 @@ def _utcnow() -> Any:
 
 def validate_body(body: object, what: str) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
-        raise InvalidRequest(f"the {what} body must be a JSON object",
-                             hint="send Content-Type: application/json with an object body")
+        raise InvalidRequest(
+            f"the {what} body must be a JSON object",
+            hint="send Content-Type: application/json with an object body",
+        )
     return body
 
 
