@@ -376,6 +376,28 @@ def serve(**flags: Any) -> None:
     run_server(resolve(flags))
 
 
+@main.command()
+@click.option(
+    "--charter",
+    "charter_path",
+    default=None,
+    help="Another charter to demo (default: examples/support-desk).",
+)
+def demo(charter_path: str | None) -> None:
+    """Run the support-desk charter on live traffic and narrate every verdict.
+
+    Starts the gateway on a loopback port with the built-in simulated model (no network, no
+    keys needed) and drives it with the official openai client.
+
+    \b
+    Example:
+      charter demo
+    """
+    from charter.demo import run_demo
+
+    sys.exit(run_demo(console, charter_path=charter_path))
+
+
 @main.group()
 def keys() -> None:
     """Virtual keys: create, list and revoke keys; hash a key for the charter file."""

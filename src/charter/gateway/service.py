@@ -7,6 +7,7 @@ goes through the policy engine, so the gateway adds no rules of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -139,35 +140,53 @@ class Gateway:
 
     async def chat(self, info: KeyInfo, req: ChatRequest) -> tuple[ChatResponse, Outcome]:
         """A non-streamed chat completion under the charter."""
-        request_id = new_request_id()
-        outcome = Outcome(request_id, info.principal, req.model)
-        routed = self._route(req.model, info.principal)
-        ctx = self._context(info, request_id, req, routed)
-        admission = await self._admit(ctx, outcome)
-        upstream = replace(req, max_tokens=output_cap(req, routed.spec), stream=False)
-        try:
-            response = await routed.client.generate(upstream)
-        except BaseException:
-            await self._release(admission.reservation, outcome)
-            raise
-        usage = response.usage or Usage(0, 0, True)
-        await self._settle(admission.reservation, routed, usage, outcome)
-        self._remember(outcome)
-        return replace(response, id="chatcmpl-" + request_id.removeprefix("req_")), outcome
+        outcome = Outcome(new_request_id(), info.principal, req.model)
+        async with self._finishing(outcome):
+            routed = self._route(req.model, info.principal)
+            ctx = self._context(info, outcome.request_id, req, routed)
+            admission = await self._admit(ctx, outcome)
+            upstream = replace(req, max_tokens=output_cap(req, routed.spec), stream=False)
+            try:
+                response = await routed.client.generate(upstream)
+            except BaseException:
+                await self._release(admission.reservation)
+                raise
+            usage = response.usage or Usage(0, 0, True)
+            await self._settle(admission.reservation, routed, usage, outcome)
+            response_id = "chatcmpl-" + outcome.request_id.removeprefix("req_")
+            return replace(response, id=response_id), outcome
+        raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
     async def chat_stream(
         self, info: KeyInfo, req: ChatRequest
     ) -> tuple[AsyncIterator[bytes], Outcome]:
         """A streamed chat completion: admission happens before the first byte, so a refusal is
         an ordinary HTTP error; spend is settled when the stream ends, however it ends."""
-        request_id = new_request_id()
-        outcome = Outcome(request_id, info.principal, req.model)
-        routed = self._route(req.model, info.principal)
-        ctx = self._context(info, request_id, req, routed)
-        admission = await self._admit(ctx, outcome)
-        upstream = replace(req, max_tokens=output_cap(req, routed.spec), stream=True)
-        stream = routed.client.stream(upstream)
-        return self._sse(stream, req, routed, admission.reservation, outcome), outcome
+        outcome = Outcome(new_request_id(), info.principal, req.model)
+        async with self._finishing(outcome, streaming=True):
+            routed = self._route(req.model, info.principal)
+            ctx = self._context(info, outcome.request_id, req, routed)
+            admission = await self._admit(ctx, outcome)
+            upstream = replace(req, max_tokens=output_cap(req, routed.spec), stream=True)
+            stream = routed.client.stream(upstream)
+            return self._sse(stream, req, routed, admission.reservation, outcome), outcome
+        raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
+
+    @contextlib.asynccontextmanager
+    async def _finishing(self, outcome: Outcome, *, streaming: bool = False) -> AsyncIterator[None]:
+        """Every request ends here, refused or answered; a stream ends in ``_sse`` instead."""
+        try:
+            yield
+        except CharterError as exc:
+            outcome.status, outcome.error = exc.status, exc.message
+            await self._finish(outcome)
+            raise
+        except BaseException as exc:
+            outcome.status, outcome.error = 500, type(exc).__name__
+            await self._finish(outcome)
+            raise
+        if not streaming:
+            await self._finish(outcome)
 
     async def _sse(
         self,
@@ -206,7 +225,7 @@ class Gateway:
         finally:
             usage = stream.usage if stream.started else Usage(0, 0, True)
             await asyncio.shield(self._settle(reservation, routed, usage, outcome))
-            self._remember(outcome)
+            await self._finish(outcome)
 
     async def _settle(
         self, reservation: Reservation | None, routed: Routed, usage: Usage, outcome: Outcome
@@ -230,39 +249,41 @@ class Gateway:
                 )
             )
 
-    async def _release(self, reservation: Reservation | None, outcome: Outcome) -> None:
-        outcome.status = 502
+    async def _release(self, reservation: Reservation | None) -> None:
         if reservation is not None:
             await self.engine.release(reservation, time.time())
 
-    def _remember(self, outcome: Outcome) -> None:
+    async def _finish(self, outcome: Outcome) -> None:
+        """Record how the request ended (the audit trail hooks in here)."""
         self.recent.append(outcome)
         del self.recent[:-200]
 
     # --- embeddings ------------------------------------------------------------------------------
 
     async def embed(self, info: KeyInfo, req: EmbeddingRequest) -> tuple[dict[str, Any], Outcome]:
-        request_id = new_request_id()
-        outcome = Outcome(request_id, info.principal, req.model)
-        routed = self._route(req.model, info.principal)
-        inputs = sum(len(text.encode()) for text in req.input)
-        ctx = RequestContext(
-            stage=Stage.REQUEST,
-            request_id=request_id,
-            principals=self.engine.principals_of(info.principal),
-            model=req.model,
-            max_cost_micro_usd=cost_micro_usd(routed.spec, Usage(inputs, 0)),
-            max_tokens=inputs,
-        )
-        admission = await self._admit(ctx, outcome)
-        try:
-            response = await routed.client.embed(req)
-        except BaseException:
-            await self._release(admission.reservation, outcome)
-            raise
-        await self._settle(admission.reservation, routed, response.usage or Usage(0, 0), outcome)
-        self._remember(outcome)
-        return response.to_openai(model=req.model), outcome
+        """Embeddings under the route, budget and rate-limit controls."""
+        outcome = Outcome(new_request_id(), info.principal, req.model)
+        async with self._finishing(outcome):
+            routed = self._route(req.model, info.principal)
+            inputs = sum(len(text.encode()) for text in req.input)
+            ctx = RequestContext(
+                stage=Stage.REQUEST,
+                request_id=outcome.request_id,
+                principals=self.engine.principals_of(info.principal),
+                model=req.model,
+                max_cost_micro_usd=cost_micro_usd(routed.spec, Usage(inputs, 0)),
+                max_tokens=inputs,
+            )
+            admission = await self._admit(ctx, outcome)
+            try:
+                response = await routed.client.embed(req)
+            except BaseException:
+                await self._release(admission.reservation)
+                raise
+            usage = response.usage or Usage(0, 0, True)
+            await self._settle(admission.reservation, routed, usage, outcome)
+            return response.to_openai(model=req.model), outcome
+        raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
 
 def refusal(evaluation: Evaluation) -> CharterError:

@@ -281,12 +281,15 @@ def _describe(claim: Claim, amount: int) -> str:
 
 
 def _over_limit_verdict(control: Control, claim: Claim, used: int) -> Verdict:
-    if claim.amount > claim.limit:
+    if claim.unit == "requests":
+        why = f"{used} of {claim.limit} requests in the last {claim.window_s} s already made"
+    elif claim.amount > claim.limit:
         why = f"this request alone may need {_describe(claim, claim.amount)}"
     else:
+        window = f" in the last {claim.window_s} s" if claim.kind == "sliding" else ""
         why = (
-            f"{_describe(claim, used)} of {_describe(claim, claim.limit)} used, and this request "
-            f"may need up to {_describe(claim, claim.amount)}"
+            f"{_describe(claim, used)} of {_describe(claim, claim.limit)} used{window}, and this "
+            f"request may need up to {_describe(claim, claim.amount)}"
         )
     return Verdict(
         Action.BLOCK,

@@ -1,0 +1,335 @@
+"""`charter demo`: the support-desk charter enforced on live traffic, step by step.
+
+The demo starts the real gateway on a loopback port with ``examples/support-desk`` and the built-in
+simulated model, then plays a scripted day at Northwind Outfitters through the official ``openai``
+client. For every request it prints what was asked, what came back, and the verdicts behind it
+with the control and decision that decided. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from charter.errors import ConfigurationError, MissingDependency
+from charter.gateway.factory import Services, build_services
+from charter.gateway.service import Outcome
+from charter.policy.verdict import Action
+from charter.settings import resolve
+from charter.storage.base import SpendRow
+
+SUPPORT_KEY = "sk-demo-support-bot"
+MARKETING_KEY = "sk-demo-marketing"
+_STYLE = {"allow": "green", "redact": "cyan", "escalate": "yellow", "block": "bold red"}
+
+
+def example_charter() -> Path:
+    """The support-desk example: the checkout's copy, else the one shipped in the package."""
+    local = Path("examples/support-desk/charter.yaml")
+    if local.exists():
+        return local
+    shipped = resources.files("charter") / "examples" / "support-desk" / "charter.yaml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise ConfigurationError(
+        "cannot find examples/support-desk/charter.yaml",
+        hint="run `charter demo` from the repository root, or pass --charter",
+    )
+
+
+@contextmanager
+def running_gateway(services: Services) -> Iterator[str]:
+    """The gateway on uvicorn in a background thread on 127.0.0.1; yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    from charter.gateway.app import build_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        build_app(services.gateway),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="charter-demo-gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise ConfigurationError("the demo gateway did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass
+class Step:
+    title: str
+    who: str
+    explain: str
+    call: Callable[[Any], Any]
+
+
+class Demo:
+    def __init__(self, console: Console, services: Services, base_url: str) -> None:
+        import openai
+
+        self.console = console
+        self.services = services
+        self.openai = openai
+        self.clients = {
+            "support-bot": openai.OpenAI(base_url=base_url, api_key=SUPPORT_KEY, max_retries=0),
+            "marketing-writer": openai.OpenAI(
+                base_url=base_url, api_key=MARKETING_KEY, max_retries=0
+            ),
+            "intruder": openai.OpenAI(base_url=base_url, api_key="sk-guessed", max_retries=0),
+        }
+        self.tally: list[tuple[str, str, str, str]] = []
+
+    def outcome(self, request_id: str | None) -> Outcome | None:
+        for outcome in reversed(self.services.gateway.recent):
+            if outcome.request_id == request_id:
+                return outcome
+        return None
+
+    def run(self, step: Step, number: int) -> None:
+        self.console.rule(f"[bold]{number}. {step.title}")
+        self.console.print(f"[dim]{step.explain}[/]")
+        client = self.clients[step.who]
+        before = len(self.services.gateway.recent)
+        try:
+            result = step.call(client)
+            self.console.print(f"[green]answered[/] ({step.who}): {escape(str(result))}")
+        except self.openai.APIStatusError as exc:
+            error = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else {}
+            self.console.print(
+                f"[bold red]HTTP {exc.status_code}[/] ({step.who}): "
+                + escape(str(error.get("message", exc)))
+            )
+            charter = error.get("charter") if isinstance(error, dict) else None
+            if charter:
+                self.tally.append(
+                    (step.title, "block", charter["control"], ", ".join(charter["decisions"]))
+                )
+        for outcome in self.services.gateway.recent[before:]:
+            self._print_verdicts(step.title, outcome)
+
+    def _print_verdicts(self, title: str, outcome: Outcome) -> None:
+        table = Table(show_header=True, box=None, padding=(0, 2))
+        for column in ("verdict", "control", "decision", "reason"):
+            table.add_column(column, overflow="fold")
+        for v in outcome.verdicts:
+            style = _STYLE[v.action.value]
+            shadow = " (shadow)" if not v.enforced else ""
+            table.add_row(
+                f"[{style}]{v.action.value}{shadow}[/]",
+                v.control_id,
+                ", ".join(v.decision_ids),
+                v.reason,
+            )
+            if v.action is not Action.ALLOW:
+                self.tally.append((title, v.action.value, v.control_id, ", ".join(v.decision_ids)))
+        cost = f"${outcome.cost_micro_usd / 1e6:.6f}" if outcome.usage else "not charged"
+        self.console.print(
+            f"  request {outcome.request_id} · {outcome.principal} · {outcome.model} · {cost}"
+        )
+        self.console.print(table)
+
+
+def _say(text: str, *, model: str = "sim-small", **kw: Any) -> Callable[[Any], str]:
+    def call(client: Any) -> str:
+        completion = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": text}], **kw
+        )
+        return repr(completion.choices[0].message.content)
+
+    return call
+
+
+def _stream(text: str) -> Callable[[Any], str]:
+    def call(client: Any) -> str:
+        stream = client.chat.completions.create(
+            model="sim-small",
+            messages=[{"role": "user", "content": text}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        parts, usage = [], None
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+            usage = chunk.usage or usage
+        tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage else "?"
+        return f"{''.join(parts)!r} (streamed in {len(parts)} chunks, {tokens})"
+
+    return call
+
+
+def _models(client: Any) -> str:
+    return ", ".join(sorted(m.id for m in client.models.list()))
+
+
+def steps() -> list[Step]:
+    return [
+        Step(
+            "A customer asks about a parcel",
+            "support-bot",
+            "The support assistant calls an approved model within its team's budget and rate.",
+            _say("Hi! Where is my parcel for order 4821?"),
+        ),
+        Step(
+            "Each key sees only its approved models",
+            "marketing-writer",
+            "GET /v1/models lists what the route control allows this principal.",
+            _models,
+        ),
+        Step(
+            "Marketing tries an unapproved model",
+            "marketing-writer",
+            "Decision approved-models: marketing may use sim-small only.",
+            _say("Draft a tagline for our new hiking boots.", model="sim-large"),
+        ),
+        Step(
+            "Marketing's month is nearly spent",
+            "marketing-writer",
+            "It is late in the month: marketing has spent $49.9998 of its $50 budget. "
+            "Admission reserves the worst case before calling the model, so a request that "
+            "could cost more than what is left is refused up front.",
+            _say("Write a long launch announcement for the boots."),
+        ),
+        Step(
+            "A short request still fits the budget",
+            "marketing-writer",
+            "With max_tokens=5 the worst case fits in what is left.",
+            _say("Tagline?", max_tokens=5),
+        ),
+        Step(
+            "Marketing's writer hits its rate",
+            "marketing-writer",
+            "Decision fair-use: marketing-writer may send 3 requests in any 60 seconds.",
+            _rate_burst(),
+        ),
+        Step(
+            "A streamed answer is costed too",
+            "support-bot",
+            "Streams settle their real usage when they end; none is ever costed at $0.",
+            _stream("Do you ship to Norway?"),
+        ),
+        Step(
+            "A guessed key",
+            "intruder",
+            "Keys are stored hashed; an unknown key gets a 401.",
+            _models,
+        ),
+    ]
+
+
+def _rate_burst() -> Callable[[Any], str]:
+    def call(client: Any) -> str:
+        for i in range(3):
+            client.chat.completions.create(
+                model="sim-small",
+                messages=[{"role": "user", "content": f"Idea {i}?"}],
+                max_tokens=5,
+            )
+        return repr(
+            client.chat.completions.create(
+                model="sim-small",
+                messages=[{"role": "user", "content": "One more idea?"}],
+                max_tokens=5,
+            )
+            .choices[0]
+            .message.content
+        )
+
+    return call
+
+
+def _seed_month_end(services: Services) -> None:
+    services.store.add_spend(
+        [
+            SpendRow(
+                request_id="demo-earlier-this-month",
+                principal_id="marketing-writer",
+                model="sim-small",
+                input_tokens=0,
+                output_tokens=0,
+                cost_micro_usd=49_999_800,
+                at=dt.datetime.now(dt.UTC),
+            )
+        ]
+    )
+
+
+def run_demo(
+    console: Console, *, charter_path: str | None = None, database: str | None = None
+) -> int:
+    """Play the demo; returns the process exit code."""
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        raise MissingDependency("openai", "demo", "charter demo") from None
+    path = charter_path or str(example_charter())
+    with tempfile.TemporaryDirectory(prefix="charter-demo-") as tmp:
+        settings = resolve(
+            {"charter": path, "database": database or f"sqlite:///{tmp}/demo.db"}, environ={}
+        )
+        services = build_services(settings)
+        try:
+            _seed_month_end(services)
+            console.print(
+                Panel.fit(
+                    f"[bold]{services.gateway.charter.organization}[/]: the support-desk charter, "
+                    f"enforced by a real gateway on loopback\ncharter version "
+                    f"{services.gateway.version}\nmodel: the built-in simulated model (no network)",
+                    title="charter demo",
+                )
+            )
+            with running_gateway(services) as base_url:
+                demo = Demo(console, services, base_url)
+                for number, step in enumerate(steps(), start=1):
+                    demo.run(step, number)
+            _summary(console, demo)
+        finally:
+            asyncio.run(services.aclose())
+    return 0
+
+
+def _summary(console: Console, demo: Demo) -> None:
+    console.rule("[bold]What the charter stopped")
+    table = Table()
+    for column in ("step", "verdict", "control", "decision"):
+        table.add_column(column)
+    seen = set()
+    for row in demo.tally:
+        if row not in seen:
+            seen.add(row)
+            table.add_row(*row)
+    console.print(table)
+    console.print(
+        "Next: `charter explain examples/support-desk/charter.yaml` shows the whole "
+        "decision -> control map; `charter serve` runs this gateway for real."
+    )

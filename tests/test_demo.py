@@ -1,0 +1,25 @@
+"""`charter demo` plays every step and shows each control deciding, naming its decision."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from charter.demo import run_demo
+
+
+def test_demo_shows_each_enforced_decision() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    assert run_demo(console) == 0
+    text = out.getvalue()
+    assert "HTTP 403 (marketing-writer)" in text and "decision approved-models" in text
+    assert "HTTP 429 (marketing-writer)" in text and "decision team-budgets" in text
+    assert "marketing monthly budget ($50.00)" in text
+    assert "3 of 3 requests in the last 60 s" in text and "decision fair-use" in text
+    assert "HTTP 401 (intruder)" in text
+    assert "streamed in" in text
+    summary = text[text.index("What the charter stopped") :]
+    for control in ("model-allowlist", "team-budgets", "app-rate-limits"):
+        assert control in summary
