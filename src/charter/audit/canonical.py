@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from typing import Any
 
@@ -35,25 +34,6 @@ def canonical_json(obj: Any) -> bytes:
             f"value cannot be written as canonical JSON (RFC 8785): {exc}",
             hint="use strings for large integers and identifiers; no NaN or infinity; "
             "only str keys",
-        ) from exc
-
-
-def _canonical_json_plain(obj: dict[str, Any]) -> bytes:
-    """RFC 8785 bytes for a tree without floats whose keys are all below U+D800, fast.
-
-    For such values the standard library's C encoder produces exactly the RFC 8785 bytes: keys then
-    sort the same by UTF-16 and by code point, strings are escaped identically (only ``"``, ``\\``
-    and control characters, the latter as lowercase ``\\u00xx`` or the short forms), and integers
-    print the same. Callers guarantee the preconditions (``records.py`` validates at construction);
-    ``tests/audit/test_canonical.py`` checks the equivalence against ``rfc8785`` with hypothesis.
-    """
-    try:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        return text.encode("utf-8")
-    except (UnicodeEncodeError, ValueError, TypeError) as exc:
-        raise InvalidRequest(
-            f"value cannot be written as canonical JSON (RFC 8785): {exc}",
-            hint="strings must be valid Unicode (no lone surrogates)",
         ) from exc
 
 

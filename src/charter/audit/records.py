@@ -13,15 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.encoder import encode_basestring as _encode_str
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from charter.audit.canonical import (
-    KEYED_HASH_PATTERN,
-    _canonical_json_plain,
-    canonical_json,
-    keyed_hash,
-)
+from charter.audit.canonical import KEYED_HASH_PATTERN, canonical_json, keyed_hash
 from charter.errors import InvalidRequest
 from charter.policy.verdict import Action
 
@@ -306,12 +302,63 @@ class AuditRecord:
         )
 
 
+def _str(value: str | None) -> str:
+    return "null" if value is None else _encode_str(value)
+
+
+def _scalar(value: Scalar) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    return _encode_str(value)  # type: ignore[arg-type]  # floats never reach here (see _plain)
+
+
+def _ids(values: tuple[str, ...]) -> str:
+    return "[" + ",".join(map(_encode_str, values)) + "]"
+
+
+def _encode_plain(r: AuditRecord) -> bytes:
+    """RFC 8785 bytes of ``r.to_dict()`` for a record without floats, written field by field.
+
+    Keys are emitted in canonical (sorted) order by construction and strings are escaped by the
+    standard library's C encoder, which escapes exactly what RFC 8785 requires (``"``, ``\\`` and
+    control characters, as the short forms or lowercase ``\\u00xx``). This avoids building the
+    dict and sorting it, which is most of the cost of encoding a record; a hypothesis test keeps
+    it byte-identical to ``rfc8785.dumps(record.to_dict())``.
+    """
+    content = ",".join(
+        f'{{"form":"{c.form.value}","ref":{_str(c.ref)},"role":{_encode_str(c.role)},'
+        f'"value":{_encode_str(c.value)}}}'
+        for c in r.content
+    )
+    details = ",".join(f"{_encode_str(k)}:{_scalar(v)}" for k, v in r.details.items())
+    action = "null" if r.action is None else f'"{r.action.value}"'
+    text = (
+        f'{{"action":{action},"charter_version":{_str(r.charter_version)},'
+        f'"content":[{content}],"control_ids":{_ids(r.control_ids)},'
+        f'"decision_ids":{_ids(r.decision_ids)},"details":{{{details}}},"index":{r.index},'
+        f'"kind":"{r.kind.value}","principal":{_str(r.principal)},"reason":{_str(r.reason)},'
+        f'"request_id":{_str(r.request_id)},"time":{_encode_str(r.time)},"v":{RECORD_VERSION}}}'
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _fail(
+            f"record {r.index} holds text that is not valid Unicode (a lone surrogate)",
+            "decode the original bytes with errors='replace' first",
+        ) from exc
+
+
 def leaf_bytes(record: AuditRecord) -> bytes:
     """The exact bytes hashed into the tree: RFC 8785 canonical JSON of ``record.to_dict()``."""
-    data = record.to_dict()
-    # Validated records without floats take the C encoder, which yields the same bytes (see
-    # canonical._canonical_json_plain); it is what keeps verifying a million records in budget.
-    return _canonical_json_plain(data) if record._plain else canonical_json(data)
+    # Records without floats take the direct encoder (same bytes, about 4x faster); it is what
+    # keeps verifying a million records within budget. Floats need RFC 8785's number format.
+    return _encode_plain(record) if record._plain else canonical_json(record.to_dict())
 
 
 def parse_leaf(data: bytes) -> AuditRecord:

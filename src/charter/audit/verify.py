@@ -174,18 +174,17 @@ class _Failures:
 
 def _leaf_and_index(item: AuditRecord | bytes, position: int, out: _Failures) -> bytes:
     """The leaf bytes of one entry, noting a malformed leaf or one at the wrong position."""
+    index: int | None
     if isinstance(item, AuditRecord):
         data, index = leaf_bytes(item), item.index
     elif isinstance(item, bytes | bytearray | memoryview):
         data = bytes(item)
-        try:
-            obj = json.loads(data)
-            index = obj["index"]
-        except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+        index = _index_in_leaf(data)
+        if index is None:
             out.add(
                 Failure(
                     FailureKind.MALFORMED_RECORD,
-                    "leaf is not a JSON record with an 'index' field",
+                    "leaf is not a canonical JSON record with an 'index' field",
                     index=position,
                 )
             )
@@ -198,6 +197,26 @@ def _leaf_and_index(item: AuditRecord | bytes, position: int, out: _Failures) ->
     if index != position:
         out.add(Failure(FailureKind.SEQUENCE, _sequence_message(position, index), index=position))
     return data
+
+
+def _index_in_leaf(data: bytes) -> int | None:
+    """The top-level ``index`` of a canonical leaf, without parsing the whole JSON.
+
+    Parsing every leaf would cost more than hashing it. In canonical order the top-level "index"
+    key follows "content" and "details" (the only nested values) and precedes only scalar fields,
+    and a string value cannot contain an unescaped quote, so its last occurrence is the real one.
+    This only serves to locate damage; the signed roots remain the authority.
+    """
+    at = data.rfind(b'"index":')
+    if at < 0 or not data.startswith(b"{") or not data.endswith(b"}"):
+        return None
+    start = at + 8
+    end = start
+    while end < len(data) and 48 <= data[end] <= 57:  # ASCII digits
+        end += 1
+    if end == start or end - start > 16 or data[end : end + 1] not in (b",", b"}"):
+        return None
+    return int(data[start:end])
 
 
 def _sequence_message(position: int, index: object) -> str:
