@@ -131,7 +131,8 @@ class RedactionVault:
                 # and the counter is checked against the issued ones in ``restore``.
                 alts = "|".join(r"[_ \-]".join(map(re.escape, t.split("_"))) for t in types)
                 self._restore_re = re.compile(
-                    rf"[<\[{{(]?\s*(?P<type>{alts})[_ \-]?(?P<n>\d+)(?!\d)\s*[>\]}})]?",
+                    rf"(?:[<\[{{(]\s*)?(?<![A-Za-z0-9])(?P<type>{alts})[_ \-]?(?P<n>\d+)(?!\d)"
+                    r"(?:\s*[>\]})])?",
                     re.IGNORECASE,
                 )
             return self._restore_re
@@ -247,6 +248,10 @@ class Redactor:
         spans = resolve_overlaps(spans)
         if not spans:
             return Redaction(text=text, spans=())
+        # Issue in reading order (the anonymizer works from the end of the text backwards), so
+        # the first email of a conversation is <EMAIL_ADDRESS_1>.
+        for span in spans:
+            vault.placeholder(span.label, text[span.start : span.end])
         result = self._engine.anonymize(
             text=text,
             analyzer_results=[AnonymizerSpan(s.label, s.start, s.end, s.score) for s in spans],
