@@ -72,6 +72,12 @@ def test_ordinary_text_has_no_pii(scanner: PIIScanner) -> None:
     assert result.score == 0.0
 
 
+def test_file_names_are_not_urls(scanner: PIIScanner) -> None:
+    """Pins Presidio flagging setup.py / main.rs / README.md as schemeless URLs (.py is a TLD)."""
+    text = "run setup.py, then edit main.rs and README.md; docs at example.py/help"
+    assert found(scanner, text) == [("example.py/help", "URL")]
+
+
 def test_only_the_entity_types_asked_for_are_reported() -> None:
     only_email = PIIScanner(["email_address"])
     text = "mail jane@example.org or call 541-714-1388"

@@ -71,6 +71,25 @@ class _OfflineEmailRecognizer(EmailRecognizer):
         return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
+class _FileAwareUrlRecognizer(UrlRecognizer):
+    """Presidio's URL recognizer, minus bare file names whose extension is also a country TLD.
+
+    Without a scheme, ``www.`` or a path, ``setup.py``, ``main.rs`` and ``README.md`` match the
+    "Non schema URL" pattern (Paraguay, Serbia, Moldova); in prompts about code those are file
+    names, and redacting them makes the model's answer worse for no privacy gain.
+    """
+
+    _FILE_EXTENSIONS = frozenset(
+        {"py", "rs", "md", "sh", "pl", "ps", "cc", "cs", "so", "ml", "mk", "am", "ac", "tf", "sc"}
+    )
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        text = pattern_text.strip("\"'").lower()
+        if "://" in text or text.startswith("www") or "/" in text:
+            return False
+        return text.rsplit(".", 1)[-1] in self._FILE_EXTENSIONS
+
+
 # Candidate finders. Each is far cheaper than the recognizer it guards and errs on the side of
 # too many candidates: a miss here is a miss of the scanner, a false candidate costs one window.
 # Most start with a literal character so the regex engine can skip ahead to it; the window grows
@@ -125,7 +144,7 @@ _SPECS: dict[str, _EntitySpec] = {
     "US_ITIN": _EntitySpec(lambda s: UsItinRecognizer(), "digits"),
     "UK_NHS": _EntitySpec(lambda s: NhsRecognizer(), "digits"),
     "IP_ADDRESS": _EntitySpec(lambda s: IpRecognizer(), "ip"),
-    "URL": _EntitySpec(lambda s: UrlRecognizer(), "url"),
+    "URL": _EntitySpec(lambda s: _FileAwareUrlRecognizer(), "url"),
     "CRYPTO": _EntitySpec(lambda s: CryptoRecognizer(), "crypto"),
     "MAC_ADDRESS": _EntitySpec(lambda s: MacAddressRecognizer(), "mac"),
 }
@@ -158,9 +177,11 @@ class _BlankSpacyNlpEngine(SlimSpacyNlpEngine):
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         # A blank pipeline has no lemmatizer. The lower-cased token stands in for the lemma so
         # Presidio's context words ("phone", "card", "iban") still raise a candidate's score.
+        # Tokens go in as strings: the context enhancer walks them once per result, and walking
+        # a Doc builds a Token object per step, which was most of the cost of a scan with PII.
         return NlpArtifacts(
             entities=[],
-            tokens=doc,
+            tokens=[t.text for t in doc],  # type: ignore[arg-type]
             tokens_indices=[t.idx for t in doc],
             lemmas=[t.lower_ for t in doc],
             nlp_engine=self,
