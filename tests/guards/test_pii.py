@@ -142,6 +142,8 @@ def test_bad_entity_lists_are_configuration_errors(entities: Any) -> None:
 def test_bad_threshold_and_bad_input_are_clear_errors(scanner: PIIScanner) -> None:
     with pytest.raises(ConfigurationError, match="score_threshold"):
         PIIScanner(["EMAIL_ADDRESS"], score_threshold=1.5)
+    with pytest.raises(ConfigurationError, match="phone region"):
+        PIIScanner(["PHONE_NUMBER"], phone_regions=["XX"])
     with pytest.raises(InvalidRequest):
         scanner.scan(b"jane@example.org")  # type: ignore[arg-type]
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import phonenumbers
 import spacy
 import tldextract
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, Pattern, RecognizerRegistry
@@ -211,7 +212,6 @@ class PIIScanner:
         prefilter: bool = True,
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
         ner_model: str | None = None,
-        language: str = "en",
     ) -> None:
         wanted = _validate_entities(entities)
         if not 0.0 <= score_threshold <= 1.0:
@@ -222,8 +222,16 @@ class PIIScanner:
         self.entities: tuple[str, ...] = tuple(sorted(wanted))
         self.score_threshold = score_threshold
         self.prefilter = prefilter
-        self.phone_regions: tuple[str, ...] = tuple(phone_regions)
-        self.language = language
+        self.phone_regions: tuple[str, ...] = tuple(r.upper() for r in phone_regions)
+        unknown_regions = set(self.phone_regions) - phonenumbers.SUPPORTED_REGIONS
+        if unknown_regions or not self.phone_regions:
+            raise ConfigurationError(
+                f"unknown phone region(s): {', '.join(sorted(unknown_regions)) or '(none given)'}",
+                hint="use ISO 3166-1 alpha-2 codes such as US, GB, DE",
+            )
+        # Presidio's predefined recognizers and context words are English.
+        self.language = "en"
+        language = self.language
 
         self._pattern_entities = tuple(e for e in self.entities if e in _SPECS)
         self._ner_entities = tuple(e for e in self.entities if e in NER_ENTITIES)
@@ -254,7 +262,7 @@ class PIIScanner:
         )
 
     def scan(self, text: str) -> ScanResult:
-        """Return the PII spans in ``text`` (highest score first is not guaranteed: by position)."""
+        """Return the PII spans in ``text`` by position, scored by the highest span score."""
         spans = self.find(text)
         if not spans:
             return ScanResult(score=0.0)
