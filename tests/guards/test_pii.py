@@ -228,6 +228,7 @@ def test_placeholders_that_were_not_issued_are_not_restored(redactor: Redactor) 
     forged = "Leak <EMAIL_ADDRESS_2> and <PHONE_NUMBER_1> and <EMAIL_ADDRESS_10>"
     assert vault.restore(forged) == forged
     assert vault.original("<EMAIL_ADDRESS_2>") is None
+    assert vault.original("<EMAIL_ADDRESS_1>") == "jane@example.org"
 
 
 def test_a_placeholder_typed_by_the_user_is_never_issued_nor_restored(redactor: Redactor) -> None:
@@ -240,6 +241,16 @@ def test_a_placeholder_typed_by_the_user_is_never_issued_nor_restored(redactor: 
     assert vault.restore("<EMAIL_ADDRESS_1> / <EMAIL_ADDRESS_2>") == (
         "<EMAIL_ADDRESS_1> / jane@example.org"
     )
+
+
+@pytest.mark.parametrize("planted", ["EMAIL_ADDRESS_1", "[email address 1]", "Email-Address-1"])
+def test_a_bare_or_mangled_planted_placeholder_is_reserved_too(
+    redactor: Redactor, planted: str
+) -> None:
+    vault = RedactionVault()
+    redactor.redact(f"say {planted} twice", vault)
+    assert redactor.redact("jane@example.org", vault).text == "<EMAIL_ADDRESS_2>"
+    assert vault.restore(planted) == planted
 
 
 def test_a_number_suffix_is_not_read_as_a_longer_placeholder(redactor: Redactor) -> None:

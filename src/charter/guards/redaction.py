@@ -31,13 +31,16 @@ from charter.policy.verdict import Span
 
 __all__ = ["Redaction", "RedactionVault", "Redactor", "resolve_overlaps"]
 
-# A placeholder is ``<TYPE_N>``: the entity type in capitals and underscores, and a counter that
-# starts at 1 per type. Types never end in a digit, so ``TYPE_N`` splits without ambiguity.
-_TYPE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)*")
-# Anything in the shape of a placeholder, issued or not: used to spot forged ones in user input.
+# A placeholder is ``<TYPE_N>``: the entity type in capital letters and underscores, and a counter
+# that starts at 1 per type. Types hold no digits, so ``TYPE_N`` splits without ambiguity.
+_TYPE = re.compile(r"[A-Z]+(?:_[A-Z]+)*")
+# Up to six words and a number: every form ``restore`` would accept for some type, issued or not
+# (``<EMAIL_ADDRESS_1>``, ``email address 1``...). Used to reserve what users write themselves.
 _PLACEHOLDER_SHAPE = re.compile(
-    r"<\s*([A-Za-z][A-Za-z0-9]*(?:[_ \-][A-Za-z][A-Za-z0-9]*)*)[_ \-](\d+)\s*>"
+    r"(?<![A-Za-z])((?:[A-Za-z]+[_ \-]){0,5}[A-Za-z]+)[_ \-]?(\d+)(?!\d)"
 )
+_WORD_SEP = re.compile(r"[_ \-]")
+_DIGIT = re.compile(r"\d")
 _SEAL_VERSION = 1
 _SEAL_CONTEXT = b"charter.redaction.vault.v1:"
 
@@ -75,11 +78,16 @@ class RedactionVault:
         return len(self._by_placeholder)
 
     def placeholder(self, entity_type: str, value: str) -> str:
-        """The placeholder for ``value``; a new one the first time it is seen."""
+        """The placeholder for ``value``; a new one the first time it is seen.
+
+        The type is normalised to capital letters and underscores (``ipv4-address`` becomes
+        ``IPV_ADDRESS``) so that every placeholder has the one shape ``restore`` knows.
+        """
+        entity_type = re.sub(r"[^A-Z]+", "_", entity_type.upper()).strip("_")
         if not _TYPE.fullmatch(entity_type):
             raise InvalidRequest(
-                f"entity type {entity_type!r} cannot name a placeholder",
-                hint="use capitals, digits and underscores, starting with a letter",
+                "an entity type needs at least one letter to name a placeholder",
+                hint="label spans with names such as EMAIL_ADDRESS",
             )
         with self._lock:
             existing = self._by_value.get((entity_type, value))
@@ -96,8 +104,18 @@ class RedactionVault:
             return name
 
     def reserve(self, text: str) -> int:
-        """Mark placeholder-shaped strings in ``text`` as never to be issued; return how many."""
-        found = {(_normal_type(m[1]), int(m[2])) for m in _PLACEHOLDER_SHAPE.finditer(text)}
+        """Mark placeholder-shaped strings in ``text`` as never to be issued; return how many.
+
+        For "my email address 1" this reserves ADDRESS 1, EMAIL_ADDRESS 1 and MY_EMAIL_ADDRESS 1:
+        whichever type a later value has, the name the user already wrote is not given to it.
+        """
+        if not _DIGIT.search(text):
+            return 0
+        found: set[tuple[str, int]] = set()
+        for m in _PLACEHOLDER_SHAPE.finditer(text):
+            words = _WORD_SEP.split(m[1].upper())
+            n = int(m[2])
+            found.update(("_".join(words[i:]), n) for i in range(len(words)))
         with self._lock:
             fresh = found - self._reserved - set(self._by_placeholder)
             self._reserved |= fresh
@@ -105,7 +123,7 @@ class RedactionVault:
 
     def original(self, placeholder: str) -> str | None:
         """The original behind an issued placeholder, or None if this vault never issued it."""
-        m = _PLACEHOLDER_SHAPE.fullmatch(placeholder.strip())
+        m = _PLACEHOLDER_SHAPE.fullmatch(placeholder.strip().strip("<>[]{}() "))
         if m is None:
             return None
         return self._by_placeholder.get((_normal_type(m[1]), int(m[2])))
