@@ -160,6 +160,7 @@ _RIGHT_MARGIN = 24
 _SNAP_CAP = 256
 _WINDOW_SEPARATOR = "\n\n"
 _INF = 1 << 62
+_WARM_UP = "jane@example.org 541-714-1388 4454794511390933 10.0.0.1 https://example.com"
 
 
 class _BlankSpacyNlpEngine(SlimSpacyNlpEngine):
@@ -250,6 +251,11 @@ class PIIScanner:
             )
             self._patterns = AnalyzerEngine(
                 registry=registry, nlp_engine=engine, supported_languages=[language]
+            )
+            # Presidio compiles each pattern on first use; do it now, at start-up, so the first
+            # request does not pay for it (the URL pattern alone is a long alternation).
+            self._patterns.analyze(
+                text=_WARM_UP, language=language, entities=list(self._pattern_entities)
             )
         self._ner: AnalyzerEngine | None = None
         if self._ner_entities:
