@@ -120,7 +120,7 @@ _PII = "You can reach me at jane.doe@example.org or on 541-714-1388; my card is 
 def make_text(size: int, with_pii: bool) -> str:
     base = _PROSE
     if with_pii:
-        # One PII sentence (an email, a phone and a card number) per ~550 characters.
+        # One PII sentence (an email, a phone and a card number) per ~560 characters.
         base = _PII + _PROSE
     text = (base * (size // len(base) + 1))[:size]
     return text
