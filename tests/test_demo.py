@@ -20,6 +20,14 @@ def test_demo_shows_each_enforced_decision() -> None:
     assert "3 of 3 requests in the last 60 s" in text and "decision fair-use" in text
     assert "HTTP 401 (intruder)" in text
     assert "streamed in" in text
+    assert "the provider received:" in text and "<EMAIL_ADDRESS_1>" in text
+    assert "secrets-guard" in text and "don't share credentials" in text
     summary = text[text.index("What the charter stopped") :]
-    for control in ("model-allowlist", "team-budgets", "app-rate-limits"):
+    for control in (
+        "model-allowlist",
+        "team-budgets",
+        "app-rate-limits",
+        "pii-redaction",
+        "secrets-guard",
+    ):
         assert control in summary

@@ -109,6 +109,10 @@ class Demo:
         }
         self.tally: list[tuple[str, str, str, str]] = []
 
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
     def outcome(self, request_id: str | None) -> Outcome | None:
         for outcome in reversed(self.services.gateway.recent):
             if outcome.request_id == request_id:
@@ -152,7 +156,9 @@ class Demo:
             )
             if v.action is not Action.ALLOW:
                 self.tally.append((title, v.action.value, v.control_id, ", ".join(v.decision_ids)))
-        cost = f"${outcome.cost_micro_usd / 1e6:.6f}" if outcome.usage else "not charged"
+        if any(v.action is Action.REDACT and v.enforced for v in outcome.verdicts):
+            self.console.print(f"  [cyan]the provider received:[/] {escape(outcome.sent_upstream)}")
+        cost = f"${outcome.cost_micro_usd / 1e6:.6f}" if outcome.cost_micro_usd else "not charged"
         self.console.print(
             f"  request {outcome.request_id} · {outcome.principal} · {outcome.model} · {cost}"
         )
@@ -199,6 +205,23 @@ def steps() -> list[Step]:
             "support-bot",
             "The support assistant calls an approved model within its team's budget and rate.",
             _say("Hi! Where is my parcel for order 4821?"),
+        ),
+        Step(
+            "A customer shares personal data",
+            "support-bot",
+            "Decision pii-stays-home: the email and phone number are replaced by placeholders "
+            "before the provider sees them, and restored in the answer for this caller only.",
+            _say("I'm jane.doe@example.com, +1 415 555 0132. Can you update my address?"),
+        ),
+        Step(
+            "A customer pastes an API key",
+            "support-bot",
+            "Decision no-secrets-in-transit: credentials never pass through the assistant; the "
+            "charter's refusal message is the answer and the provider is never called.",
+            _say(
+                "Here is my key sk-proj-Ab3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9n, "
+                "can you check my account?"
+            ),
         ),
         Step(
             "Each key sees only its approved models",
@@ -310,8 +333,11 @@ def run_demo(
             )
             with running_gateway(services) as base_url:
                 demo = Demo(console, services, base_url)
-                for number, step in enumerate(steps(), start=1):
-                    demo.run(step, number)
+                try:
+                    for number, step in enumerate(steps(), start=1):
+                        demo.run(step, number)
+                finally:
+                    demo.close()
             _summary(console, demo)
         finally:
             asyncio.run(services.aclose())

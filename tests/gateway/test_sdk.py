@@ -25,13 +25,13 @@ REFUND_TOOL = {
 
 
 def test_sync_client(live: LiveServer) -> None:
-    client = openai.OpenAI(base_url=live.base_url, api_key=SUPPORT_KEY, max_retries=0)
-    completion = client.chat.completions.create(
-        model="sim-small", messages=[{"role": "user", "content": "hello there"}]
-    )
-    assert completion.choices[0].message.content
-    assert completion.usage is not None and completion.usage.total_tokens > 0
-    assert {m.id for m in client.models.list()} == {"sim-small", "sim-large"}
+    with openai.OpenAI(base_url=live.base_url, api_key=SUPPORT_KEY, max_retries=0) as client:
+        completion = client.chat.completions.create(
+            model="sim-small", messages=[{"role": "user", "content": "hello there"}]
+        )
+        assert completion.choices[0].message.content
+        assert completion.usage is not None and completion.usage.total_tokens > 0
+        assert {m.id for m in client.models.list()} == {"sim-small", "sim-large"}
 
 
 def test_async_client_and_streaming(live: LiveServer) -> None:
@@ -57,24 +57,29 @@ def test_async_client_and_streaming(live: LiveServer) -> None:
 
 
 def test_tool_calls(live: LiveServer) -> None:
-    client = openai.OpenAI(base_url=live.base_url, api_key=SUPPORT_KEY, max_retries=0)
-    completion = client.chat.completions.create(
-        model="sim-small",
-        messages=[{"role": "user", "content": "Please refund order 4821 $30"}],
-        tools=[REFUND_TOOL],  # type: ignore[list-item]
-    )
+    with openai.OpenAI(base_url=live.base_url, api_key=SUPPORT_KEY, max_retries=0) as client:
+        completion = client.chat.completions.create(
+            model="sim-small",
+            messages=[{"role": "user", "content": "Please refund order 4821 $30"}],
+            tools=[REFUND_TOOL],  # type: ignore[list-item]
+        )
     (call,) = completion.choices[0].message.tool_calls or []
-    assert call.function.name == "issue_refund"  # type: ignore[union-attr]
-    assert json.loads(call.function.arguments) == {"order_id": "4821", "amount_usd": 30}  # type: ignore[union-attr]
+    function = call.function  # type: ignore[union-attr]
+    assert function.name == "issue_refund"
+    assert json.loads(function.arguments) == {"order_id": "4821", "amount_usd": 30}
 
 
 def test_sdk_raises_its_usual_errors(live: LiveServer) -> None:
-    client = openai.OpenAI(base_url=live.base_url, api_key=MARKETING_KEY, max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError) as denied:
+    with (
+        openai.OpenAI(base_url=live.base_url, api_key=MARKETING_KEY, max_retries=0) as client,
+        pytest.raises(openai.PermissionDeniedError) as denied,
+    ):
         client.chat.completions.create(
             model="sim-large", messages=[{"role": "user", "content": "hi"}]
         )
     assert "approved-models" in str(denied.value)
-    bad = openai.OpenAI(base_url=live.base_url, api_key="sk-nope", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(base_url=live.base_url, api_key="sk-nope", max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError),
+    ):
         bad.models.list()

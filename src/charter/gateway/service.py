@@ -27,6 +27,13 @@ from charter.errors import (
     PolicyViolation,
     RateLimited,
 )
+from charter.gateway.guarding import (
+    Extension,
+    Guarding,
+    StreamGuard,
+    refusal_text,
+    split_extension,
+)
 from charter.gateway.keys import KeyInfo, KeyRing
 from charter.gateway.pricing import cost_micro_usd, output_cap, worst_case
 from charter.policy.context import RequestContext
@@ -61,6 +68,8 @@ class Outcome:
     cost_micro_usd: int = 0
     status: int = 200
     error: str | None = None
+    refused_by: Verdict | None = None  # the guard verdict that replaced the answer
+    sent_upstream: str = ""  # the last user message as the provider received it (redacted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,7 @@ class Gateway:
         self.models = dict(models)
         self.spend = spend
         self.version = engine.version
+        self.guarding = Guarding(engine)
         self.recent: list[Outcome] = []  # the last few outcomes, for `charter demo` and status
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -117,7 +127,7 @@ class Gateway:
         return routed
 
     def _context(
-        self, info: KeyInfo, request_id: str, req: ChatRequest, routed: Routed
+        self, info: KeyInfo, request_id: str, req: ChatRequest, routed: Routed, ext: Extension
     ) -> RequestContext:
         worst = worst_case(req, routed.spec)
         return RequestContext(
@@ -125,6 +135,9 @@ class Gateway:
             request_id=request_id,
             principals=self.engine.principals_of(info.principal),
             model=req.model,
+            subject=ext.subject,
+            conversation_id=ext.conversation_id,
+            attributes=ext.attributes,
             max_cost_micro_usd=worst.cost_micro_usd,
             max_tokens=worst.tokens,
         )
@@ -142,10 +155,18 @@ class Gateway:
         """A non-streamed chat completion under the charter."""
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome):
+            req, ext = split_extension(req)
             routed = self._route(req.model, info.principal)
-            ctx = self._context(info, outcome.request_id, req, routed)
+            ctx = self._context(info, outcome.request_id, req, routed, ext)
             admission = await self._admit(ctx, outcome)
-            upstream = replace(req, max_tokens=output_cap(req, routed.spec), stream=False)
+            inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts)
+            if inbound.refusal is not None:
+                await self._release(admission.reservation)
+                return self._refused(outcome, req, inbound.refusal), outcome
+            upstream = replace(
+                inbound.request, max_tokens=output_cap(req, routed.spec), stream=False
+            )
+            outcome.sent_upstream = last_user_text(upstream)
             try:
                 response = await routed.client.generate(upstream)
             except BaseException:
@@ -153,9 +174,31 @@ class Gateway:
                 raise
             usage = response.usage or Usage(0, 0, True)
             await self._settle(admission.reservation, routed, usage, outcome)
+            content, blocked = self.guarding.check_output(
+                response.content or "", inbound, ctx, outcome.verdicts
+            )
             response_id = "chatcmpl-" + outcome.request_id.removeprefix("req_")
+            if blocked is not None:
+                outcome.refused_by = blocked
+                response = replace(
+                    response, content=content, tool_calls=(), finish_reason="content_filter"
+                )
+            elif response.content is not None:
+                response = replace(response, content=content)
             return replace(response, id=response_id), outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
+
+    def _refused(self, outcome: Outcome, req: ChatRequest, verdict: Verdict) -> ChatResponse:
+        """The answer a client gets when a guard refused its request: the control's message."""
+        outcome.refused_by = verdict
+        return ChatResponse(
+            id="chatcmpl-" + outcome.request_id.removeprefix("req_"),
+            model=req.model,
+            content=refusal_text(verdict),
+            finish_reason="content_filter",
+            usage=Usage(0, 0),
+            created=int(time.time()),
+        )
 
     async def chat_stream(
         self, info: KeyInfo, req: ChatRequest
@@ -164,13 +207,38 @@ class Gateway:
         an ordinary HTTP error; spend is settled when the stream ends, however it ends."""
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome, streaming=True):
+            req, ext = split_extension(req)
             routed = self._route(req.model, info.principal)
-            ctx = self._context(info, outcome.request_id, req, routed)
+            ctx = self._context(info, outcome.request_id, req, routed, ext)
             admission = await self._admit(ctx, outcome)
-            upstream = replace(req, max_tokens=output_cap(req, routed.spec), stream=True)
+            inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts)
+            if inbound.refusal is not None:
+                await self._release(admission.reservation)
+                refused = self._refused(outcome, req, inbound.refusal)
+                return self._sse_refusal(refused, req, outcome), outcome
+            upstream = replace(
+                inbound.request, max_tokens=output_cap(req, routed.spec), stream=True
+            )
+            outcome.sent_upstream = last_user_text(upstream)
             stream = routed.client.stream(upstream)
-            return self._sse(stream, req, routed, admission.reservation, outcome), outcome
+            guard = self.guarding.stream_guard(inbound, ctx, outcome.verdicts)
+            sse = self._sse(stream, guard, req, routed, admission.reservation, outcome)
+            return sse, outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
+
+    async def _sse_refusal(
+        self, refused: ChatResponse, req: ChatRequest, outcome: Outcome
+    ) -> AsyncIterator[bytes]:
+        try:
+            chunk = StreamChunk(
+                text=refused.content or "", finish_reason="content_filter", usage=refused.usage
+            )
+            yield chunk.to_sse(
+                refused.id, req.model, refused.created, first=True, include_usage=req.include_usage
+            )
+            yield b"data: [DONE]\n\n"
+        finally:
+            await self._finish(outcome)
 
     @contextlib.asynccontextmanager
     async def _finishing(self, outcome: Outcome, *, streaming: bool = False) -> AsyncIterator[None]:
@@ -191,32 +259,65 @@ class Gateway:
     async def _sse(
         self,
         stream: ChatStream,
+        guard: StreamGuard,
         req: ChatRequest,
         routed: Routed,
         reservation: Reservation | None,
         outcome: Outcome,
     ) -> AsyncIterator[bytes]:
+        """Relay the upstream stream through the output guard's hold-back window."""
         response_id = "chatcmpl-" + outcome.request_id.removeprefix("req_")
         created = int(time.time())
         first = True
-        finished = False
+        finish: StreamChunk | None = None
         try:
             async with stream:
                 async for chunk in stream:
-                    yield chunk.to_sse(
-                        response_id,
-                        req.model,
-                        created,
-                        first=first,
-                        include_usage=req.include_usage,
+                    text = guard.feed(chunk.text)
+                    if guard.blocked is not None:
+                        break
+                    if chunk.finish_reason is not None:
+                        finish = chunk
+                        text += guard.finish()
+                    if text or chunk.tool_calls:
+                        out = StreamChunk(text=text, tool_calls=chunk.tool_calls)
+                        yield out.to_sse(response_id, req.model, created, first=first)
+                        first = False
+            if guard.blocked is None and finish is None:
+                tail = guard.finish()
+                if tail:
+                    yield StreamChunk(text=tail).to_sse(
+                        response_id, req.model, created, first=first
                     )
                     first = False
-                    if chunk.finish_reason is not None:
-                        finished = True
-            if not finished:
-                yield StreamChunk(finish_reason="stop").to_sse(
-                    response_id, req.model, created, first=first
+            if guard.blocked is not None:
+                outcome.refused_by = guard.blocked
+                # End cleanly: the refusal as the last text, a content_filter finish, an error
+                # event the client can read, then [DONE].
+                refusal = StreamChunk(
+                    text=refusal_text(guard.blocked),
+                    finish_reason="content_filter",
+                    usage=stream.usage,
                 )
+                yield refusal.to_sse(
+                    response_id, req.model, created, first=first, include_usage=req.include_usage
+                )
+                yield sse_error(
+                    PolicyViolation(
+                        f"the answer was stopped: {guard.blocked.reason}",
+                        charter={
+                            "control": guard.blocked.control_id,
+                            "decisions": list(guard.blocked.decision_ids),
+                        },
+                    )
+                )
+                return
+            last = StreamChunk(
+                finish_reason=finish.finish_reason if finish else "stop", usage=stream.usage
+            )
+            yield last.to_sse(
+                response_id, req.model, created, first=first, include_usage=req.include_usage
+            )
             yield b"data: [DONE]\n\n"
         except CharterError as exc:
             outcome.status, outcome.error = exc.status, exc.message
@@ -286,6 +387,10 @@ class Gateway:
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
 
+def last_user_text(req: ChatRequest) -> str:
+    return next((m.text for m in reversed(req.messages) if m.role == "user"), "")
+
+
 def refusal(evaluation: Evaluation) -> CharterError:
     """The client-facing error for a blocked request, naming the control and its decisions."""
     verdict = evaluation.deciding
@@ -308,6 +413,7 @@ def refusal(evaluation: Evaluation) -> CharterError:
 
 
 def sse_error(exc: CharterError) -> bytes:
+    """An OpenAI-style error event, then the end of the stream."""
     import json
 
     return b"data: " + json.dumps(exc.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"

@@ -36,6 +36,7 @@ class RequestContext:
     principals: tuple[str, ...] = ()
     model: str | None = None
     text: str = ""
+    system_prompt: str = ""  # the request's system prompt, for leak checks on the answer
     tool_call: ToolCall | None = None
     subject: str | None = None
     conversation_id: str | None = None

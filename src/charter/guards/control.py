@@ -1,0 +1,139 @@
+"""The `guard` control kind: a scanner, the content it looks at, and what a hit does.
+
+The scanner gives a score in [0, 1]; the charter's ``threshold`` turns it into a hit and its
+``escalate_band`` ([low, high)) sends uncertain scores to a human instead of a silent allow or
+block. Scanners are built once, when the charter is compiled, never per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from charter.document.model import Charter, GuardAction, GuardControl
+from charter.document.source import Path
+from charter.guards.base import Scanner, ScanResult
+from charter.guards.output import (
+    JsonSchemaScanner,
+    LeakScanner,
+    LengthScanner,
+    UnicodeScanner,
+    UrlScanner,
+)
+from charter.policy.context import RequestContext
+from charter.policy.registry import register
+from charter.policy.runtime import Runtime
+from charter.policy.verdict import Action, Stage, Verdict
+
+DEFAULT_THRESHOLD = 0.5
+_ACTIONS = {
+    GuardAction.BLOCK: Action.BLOCK,
+    GuardAction.REDACT: Action.REDACT,
+    GuardAction.ESCALATE: Action.ESCALATE,
+}
+
+
+def _pii(settings: Any) -> Scanner:
+    from charter.guards.pii import PIIScanner
+
+    return PIIScanner(settings.entities)
+
+
+def _secrets(settings: Any) -> Scanner:
+    from charter.guards.secrets import SecretsScanner
+
+    return SecretsScanner()
+
+
+SCANNERS: dict[str, Callable[[Any], Scanner]] = {
+    "pii": _pii,
+    "secrets": _secrets,
+    "unicode": lambda s: UnicodeScanner(),
+    "length": lambda s: LengthScanner(s.max_chars),
+    "urls": lambda s: UrlScanner(s.allow_domains),
+    "json_schema": lambda s: JsonSchemaScanner(s.json_schema),
+    "leak": lambda s: LeakScanner(s.min_overlap_chars),
+}
+# Scanners whose hits have spans that can be cut out of the text.
+REDACTABLE = frozenset({"pii", "secrets", "unicode", "urls"})
+# Scanners that only make sense on answers.
+OUTPUT_ONLY = frozenset({"length", "json_schema", "leak", "urls"})
+
+
+def gaps(settings: Any) -> list[tuple[Path, str]]:
+    """Guard settings this version cannot enforce."""
+    out: list[tuple[Path, str]] = []
+    if settings.scanner not in SCANNERS:
+        out.append((("settings", "scanner"), f"scanner `{settings.scanner}` is not available yet"))
+    if settings.action is GuardAction.REDACT and settings.scanner not in REDACTABLE:
+        out.append(
+            (
+                ("settings", "action"),
+                f"scanner `{settings.scanner}` finds no spans to redact; use block or escalate",
+            )
+        )
+    if settings.scanner in OUTPUT_ONLY and set(settings.stages) != {"output"}:
+        out.append(
+            (
+                ("settings", "stages"),
+                f"scanner `{settings.scanner}` checks answers: set `stages: [output]`",
+            )
+        )
+    return out
+
+
+class GuardHandler:
+    """Runs one scanner on the content of its stages and turns the score into a verdict."""
+
+    def __init__(self, control: GuardControl, charter: Charter, runtime: Runtime) -> None:
+        settings = control.settings
+        self.control = control
+        self.settings = settings
+        self.decisions = tuple(control.serves)
+        self.stages = frozenset(Stage(s) for s in settings.stages)
+        self.scanner = SCANNERS[settings.scanner](settings)
+        self.threshold = (
+            settings.threshold
+            if settings.threshold is not None
+            else getattr(self.scanner, "threshold", DEFAULT_THRESHOLD)
+        )
+        self.hit_action = _ACTIONS[settings.action]
+
+    def evaluate(self, ctx: RequestContext) -> Verdict | None:
+        if not ctx.text:
+            return None
+        result = self._scan(ctx)
+        band = self.settings.escalate_band
+        if band is not None and band[0] <= result.score < band[1]:
+            action, why = Action.ESCALATE, "uncertain: sent to a human"
+        elif result.score >= self.threshold:
+            action, why = self.hit_action, "hit"
+        else:
+            action, why = Action.ALLOW, "clean"
+        detail = f": {result.detail}" if result.detail else ""
+        return Verdict(
+            action=action,
+            control_id=self.control.id,
+            decision_ids=self.decisions,
+            reason=f"{self.settings.scanner} {why} (score {result.score:.2f}, threshold "
+            f"{self.threshold:.2f}){detail}",
+            stage=ctx.stage,
+            score=result.score,
+            spans=result.spans if action is not Action.ALLOW else (),
+            evidence={
+                "kind": "guard",
+                "scanner": self.settings.scanner,
+                "message": self.settings.message,
+            },
+        )
+
+    def _scan(self, ctx: RequestContext) -> ScanResult:
+        if isinstance(self.scanner, LeakScanner):
+            canary = ctx.attributes.get("canary")
+            return self.scanner.scan_leak(
+                ctx.text, ctx.system_prompt, canary if isinstance(canary, str) else None
+            )
+        return self.scanner.scan(ctx.text)
+
+
+register("guard", GuardHandler, gaps=lambda settings: gaps(settings))

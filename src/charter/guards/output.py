@@ -1,0 +1,156 @@
+"""Scanners for answers: invisible characters, length, links, JSON Schema, and system-prompt leaks.
+
+Each is a pure function of the text (the leak scanner also of the system prompt and the canary the
+gateway planted in it), cheap enough to run on every streamed window.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from charter.guards.base import ScanResult
+from charter.policy.verdict import Span
+
+# Zero-width and bidirectional controls, and the Unicode tag block: the characters used to hide
+# instructions from people while models still read them.
+_INVISIBLE = re.compile(
+    "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class UnicodeScanner:
+    """Invisible and control characters (tabs and newlines are fine)."""
+
+    name = "unicode"
+
+    def scan(self, text: str) -> ScanResult:
+        spans = tuple(
+            Span(m.start(), m.end(), f"U+{ord(m.group()):04X} {unicodedata.name(m.group(), '?')}")
+            for pattern in (_INVISIBLE, _CONTROL)
+            for m in pattern.finditer(text)
+        )
+        return ScanResult(1.0 if spans else 0.0, spans, f"{len(spans)} hidden characters")
+
+
+class LengthScanner:
+    name = "length"
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    def scan(self, text: str) -> ScanResult:
+        over = len(text) > self.max_chars
+        detail = f"{len(text)} characters (at most {self.max_chars})"
+        return ScanResult(1.0 if over else 0.0, (), detail)
+
+
+_URL = re.compile(r"\bhttps?://([^\s/?#:'\"<>)\]]+)[^\s'\"<>)\]]*", re.IGNORECASE)
+
+
+class UrlScanner:
+    """Links whose host is not one of the allowed domains (or a subdomain of one)."""
+
+    name = "urls"
+
+    def __init__(self, allow_domains: Sequence[str]) -> None:
+        self.allowed = tuple(d.lower().lstrip(".") for d in allow_domains)
+
+    def _allowed(self, host: str) -> bool:
+        host = host.lower().rstrip(".").split("@")[-1]
+        return any(host == d or host.endswith("." + d) for d in self.allowed)
+
+    def scan(self, text: str) -> ScanResult:
+        spans = tuple(
+            Span(m.start(), m.end(), f"link to {m.group(1)}")
+            for m in _URL.finditer(text)
+            if not self._allowed(m.group(1))
+        )
+        return ScanResult(1.0 if spans else 0.0, spans, f"{len(spans)} links to other domains")
+
+
+class JsonSchemaScanner:
+    """A structured answer must be JSON that validates against the charter's schema."""
+
+    name = "json_schema"
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+
+        Draft202012Validator.check_schema(schema)
+        self.validator = Draft202012Validator(schema)
+
+    def scan(self, text: str) -> ScanResult:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            return ScanResult(1.0, (), f"not JSON: {exc}")
+        errors = sorted(self.validator.iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "(root)"
+            return ScanResult(1.0, (), f"{where}: {errors[0].message}")
+        return ScanResult(0.0, (), "valid")
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class LeakScanner:
+    """The canary planted in the system prompt, or a long run of the system prompt, in an answer.
+
+    Near-verbatim text is found with word shingles: any run of ``shingle`` consecutive words of the
+    system prompt that reappears in the answer, case- and punctuation-insensitively, extended to the
+    longest such run; a hit is a run of at least ``min_overlap_chars`` characters.
+    """
+
+    name = "leak"
+
+    def __init__(self, min_overlap_chars: int = 60, shingle: int = 6) -> None:
+        self.min_overlap_chars = min_overlap_chars
+        self.shingle = shingle
+
+    def scan_leak(self, text: str, system_prompt: str, canary: str | None) -> ScanResult:
+        if canary and canary in text:
+            start = text.index(canary)
+            return ScanResult(1.0, (Span(start, start + len(canary), "canary"),), "canary leaked")
+        if not system_prompt:
+            return ScanResult(0.0)
+        span = self._longest_overlap(text, system_prompt)
+        if span is None:
+            return ScanResult(0.0)
+        length = span.end - span.start
+        score = min(1.0, length / self.min_overlap_chars)
+        return ScanResult(
+            score, (span,) if score >= 1.0 else (), f"{length} characters of the system prompt"
+        )
+
+    def _longest_overlap(self, text: str, prompt: str) -> Span | None:
+        n = self.shingle
+        prompt_words = [w.lower() for w in _WORD.findall(prompt)]
+        grams = {tuple(prompt_words[i : i + n]) for i in range(len(prompt_words) - n + 1)}
+        if not grams:
+            return None
+        matches = list(_WORD.finditer(text))
+        words = [m.group().lower() for m in matches]
+        best: tuple[int, int] | None = None
+        i = 0
+        while i <= len(words) - n:
+            if tuple(words[i : i + n]) in grams:
+                j = i + 1
+                while j <= len(words) - n and tuple(words[j : j + n]) in grams:
+                    j += 1
+                start, end = matches[i].start(), matches[j + n - 2].end()
+                if best is None or end - start > best[1] - best[0]:
+                    best = (start, end)
+                i = j
+            else:
+                i += 1
+        return Span(best[0], best[1], "system prompt") if best else None
+
+    def scan(self, text: str) -> ScanResult:
+        """Without a system prompt there is nothing to leak; the gateway calls ``scan_leak``."""
+        return ScanResult(0.0)
