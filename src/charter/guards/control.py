@@ -45,7 +45,32 @@ def _secrets(settings: Any) -> Scanner:
     return SecretsScanner()
 
 
+class StagedInjection:
+    """The injection detector, with the variant trained for each kind of content: ``direct`` for
+    what the user wrote, ``untrusted`` for documents and tool results (see its model card)."""
+
+    name = "injection"
+
+    def __init__(self, stages: list[str]) -> None:
+        from charter.guards.injection import InjectionScanner
+
+        self.by_stage = {
+            Stage(stage): InjectionScanner("untrusted" if stage == "untrusted" else "direct")
+            for stage in stages
+        }
+
+    def threshold_for(self, stage: Stage) -> float:
+        return float(self.by_stage[stage].threshold)
+
+    def scan_at(self, stage: Stage, text: str) -> ScanResult:
+        return self.by_stage[stage].scan(text)
+
+    def scan(self, text: str) -> ScanResult:
+        return next(iter(self.by_stage.values())).scan(text)
+
+
 SCANNERS: dict[str, Callable[[Any], Scanner]] = {
+    "injection": lambda s: StagedInjection(list(s.stages)),
     "pii": _pii,
     "secrets": _secrets,
     "unicode": lambda s: UnicodeScanner(),
@@ -103,10 +128,11 @@ class GuardHandler:
         if not ctx.text:
             return None
         result = self._scan(ctx)
+        threshold = self._threshold(ctx.stage)
         band = self.settings.escalate_band
         if band is not None and band[0] <= result.score < band[1]:
             action, why = Action.ESCALATE, "uncertain: sent to a human"
-        elif result.score >= self.threshold:
+        elif result.score >= threshold:
             action, why = self.hit_action, "hit"
         else:
             action, why = Action.ALLOW, "clean"
@@ -116,7 +142,7 @@ class GuardHandler:
             control_id=self.control.id,
             decision_ids=self.decisions,
             reason=f"{self.settings.scanner} {why} (score {result.score:.2f}, threshold "
-            f"{self.threshold:.2f}){detail}",
+            f"{threshold:.2f}){detail}",
             stage=ctx.stage,
             score=result.score,
             spans=result.spans if action is not Action.ALLOW else (),
@@ -127,7 +153,14 @@ class GuardHandler:
             },
         )
 
+    def _threshold(self, stage: Stage) -> float:
+        if self.settings.threshold is None and isinstance(self.scanner, StagedInjection):
+            return self.scanner.threshold_for(stage)  # tuned per variant on held-out data
+        return float(self.threshold)
+
     def _scan(self, ctx: RequestContext) -> ScanResult:
+        if isinstance(self.scanner, StagedInjection):
+            return self.scanner.scan_at(ctx.stage, ctx.text)
         if isinstance(self.scanner, LeakScanner):
             canary = ctx.attributes.get("canary")
             return self.scanner.scan_leak(

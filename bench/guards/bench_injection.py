@@ -1,0 +1,103 @@
+"""Benchmark of the injection scanner: held-out quality per source and category, and latency.
+
+Usage: ``python bench/guards/bench_injection.py [--repeat 300]``. Quality is measured on the test
+split of ``training/injection_data.py`` (never trained or tuned on) at the shipped thresholds;
+latency is wall time of ``InjectionScanner.scan`` on one core, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
+
+import injection_data as data
+
+from charter.guards.injection import InjectionScanner
+
+
+def _row(name: str, hits: np.ndarray, labels: np.ndarray) -> str:
+    pos, neg = labels == 1, labels == 0
+    recall = f"{hits[pos].mean():.3f}" if pos.any() else "-"
+    fpr = f"{hits[neg].mean():.4f}" if neg.any() else "-"
+    return f"| {name} | {int(pos.sum())} | {recall} | {int(neg.sum())} | {fpr} |"
+
+
+def _table(title: str, groups: dict[str, list[int]], hits: np.ndarray, labels: np.ndarray) -> None:
+    print(f"\n{title}\n\n| slice | attacks | recall | benign | FPR |\n|---|---|---|---|---|")
+    for name in sorted(groups, key=lambda k: (k != "pooled", k)):
+        idx = np.array(groups[name])
+        print(_row(name, hits[idx], labels[idx]))
+
+
+def direct_quality(scanner: InjectionScanner) -> None:
+    test = data.split_prompts()["test"]
+    hits = np.array([scanner.scan(e.text).score >= scanner.threshold for e in test])
+    labels = np.array([e.label for e in test])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(test):
+        groups["pooled"].append(i)
+        groups[ex.stratum].append(i)
+    _table(f"direct, held-out test split, threshold {scanner.threshold:.4f}", groups, hits, labels)
+
+
+def indirect_quality(scanner: InjectionScanner) -> None:
+    contexts, attacks = data.split_indirect()
+    docs = data.documents(contexts["test"], attacks["test"])
+    hits = np.array([scanner.scan(d.text).score >= scanner.threshold for d in docs])
+    labels = np.array([d.label for d in docs])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, doc in enumerate(docs):
+        groups["pooled"].append(i)
+        groups[f"task {doc.context.task}"].append(i)
+        if doc.attack is not None:
+            groups[f"position {doc.position}"].append(i)
+            groups[doc.attack.category].append(i)
+    title = f"untrusted, held-out contexts x held-out attacks, threshold {scanner.threshold:.4f}"
+    _table(title, groups, hits, labels)
+
+
+def latency(scanners: Sequence[InjectionScanner], repeat: int) -> None:
+    test = data.split_prompts()["test"]
+    corpus = "\n".join(e.text for e in test if e.label == 0)
+    print(
+        "\nlatency of scan(), one core\n\n| scanner | size | p50 ms | p99 ms |\n|---|---|---|---|"
+    )
+    for scanner in scanners:
+        for size in (100, 1_000, 10_000):
+            # Different slices each call, so no cache or branch predictor sees one text only.
+            offsets = np.random.default_rng(size).integers(0, len(corpus) - size, repeat + 20)
+            texts = [corpus[o : o + size] for o in offsets]
+            for text in texts[:20]:
+                scanner.scan(text)
+            samples = []
+            for text in texts[20:]:
+                start = time.perf_counter()
+                scanner.scan(text)
+                samples.append(time.perf_counter() - start)
+            p50, p99 = np.percentile(samples, [50, 99]) * 1e3
+            print(f"| {scanner.name} | {size} B | {p50:.3f} | {p99:.3f} |")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=300, help="timed calls per size")
+    parser.add_argument("--latency-only", action="store_true")
+    args = parser.parse_args(argv)
+    direct, untrusted = InjectionScanner("direct"), InjectionScanner("untrusted")
+    if not args.latency_only:
+        direct_quality(direct)
+        indirect_quality(untrusted)
+    latency([direct, untrusted], args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

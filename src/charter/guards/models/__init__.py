@@ -1,0 +1,1 @@
+"""Trained guard artifacts shipped with Charter, with their model cards."""

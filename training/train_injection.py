@@ -1,0 +1,437 @@
+"""Train the injection detector and write ``src/charter/guards/models/injection.npz``.
+
+Usage: ``pip install -e '.[train]' && python training/train_injection.py`` (about two minutes on
+two cores). Everything is deterministic: the splits are hash-based (see ``injection_data.py``), the
+solver is liblinear with a fixed seed, and the archive is written with fixed timestamps, so a rerun
+on the same data rebuilds the same bytes.
+
+Two heads share one featurizer (``charter.guards.injection.hashed_features``):
+
+- ``direct``: user prompts. Benign: CLINC150, Banking77, GSM8K, GPTeacher role-play and toolformer,
+  hand-written hard negatives. Attacks: Tensor Trust hijacking and extraction, JailbreakBench,
+  hand-written hard positives.
+- ``untrusted``: 512-character windows of content the user did not write. Positives: BIPIA contexts
+  with training attacks planted at the start, middle or end (only the windows holding the attack),
+  plus the direct attacks. Negatives: clean windows of training contexts and GPTeacher reference
+  answers (prose that looks like retrieved text).
+
+Thresholds are chosen on the tune split only; the test split is scored once, at the end, for the
+model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import injection_data as data
+
+from charter.guards.injection import (
+    STRIDE,
+    WINDOW,
+    InjectionModel,
+    hashed_features,
+    windows,
+)
+
+ARTIFACT = data.ROOT / "src" / "charter" / "guards" / "models" / "injection.npz"
+BITS = 20
+SEED = 20240601
+DIRECT_C = 8.0
+UNTRUSTED_C = 4.0
+# Operating points, chosen on the tune split: block at this benign false-positive rate, escalate
+# (send to a human) down to the looser rate.
+TARGET_FPR = 0.005
+SOURCE_FPR = 0.01
+UNTRUSTED_CONTEXT_FPR = 0.02
+SOURCE_WEIGHT_CAP = 5.0
+PLANTED = 4
+# Clean context windows are the scarce negatives of the untrusted head: take more, overlapping.
+CONTEXT_STRIDE = 128
+ESCALATE_FPR = 0.02
+
+
+@dataclass(frozen=True)
+class Row:
+    """A training row: a text (already cut to a window where that applies) and its label."""
+
+    text: str
+    label: int
+    source: str = ""
+
+
+def featurize(texts: Sequence[str], bits: int = BITS) -> sparse.csr_matrix:
+    """Binary features, L2-normalised per row: the exact input the runtime model sees."""
+    indptr = [0]
+    indices: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for text in texts:
+        buckets = np.unique(hashed_features(text, bits).buckets)
+        n = len(buckets)
+        indices.append(buckets)
+        values.append(np.full(n, 1.0 / np.sqrt(n) if n else 0.0, dtype=np.float64))
+        indptr.append(indptr[-1] + n)
+    matrix = sparse.csr_matrix(
+        (np.concatenate(values), np.concatenate(indices), np.array(indptr)),
+        shape=(len(texts), 2**bits),
+    )
+    return matrix
+
+
+def window_rows(text: str, label: int, source: str = "") -> list[Row]:
+    """The text itself plus, when it is longer than a window, each window with the same label."""
+    rows = [Row(text, label, source)]
+    if len(text) > WINDOW:
+        rows.extend(Row(text[s:e], label, source) for s, e in windows(len(text)))
+    return rows
+
+
+def source_weights(rows: Sequence[Row], cap: float = SOURCE_WEIGHT_CAP) -> np.ndarray:
+    """Sample weights that give each class half the total and, within a class, each source an
+    equal share (capped at ``cap`` times the class mean per row): otherwise 18,000 CLINC queries
+    drown 2,000 role-play prompts, the hard negatives that matter most."""
+    weights = np.empty(len(rows))
+    for label in (0, 1):
+        idx = [i for i, r in enumerate(rows) if r.label == label]
+        counts: dict[str, int] = defaultdict(int)
+        for i in idx:
+            counts[rows[i].source] += 1
+        per_source = len(idx) / len(counts)
+        for i in idx:
+            weights[i] = min(per_source / counts[rows[i].source], cap)
+        weights[idx] *= (len(rows) / 2) / weights[idx].sum()
+    return weights
+
+
+def fit(rows: Sequence[Row], c: float) -> tuple[np.ndarray, float]:
+    x = featurize([r.text for r in rows])
+    y = np.array([r.label for r in rows])
+    clf = LogisticRegression(C=c, solver="liblinear", random_state=SEED, max_iter=1000)
+    clf.fit(x, y, sample_weight=source_weights(rows))
+    # Shipped as float16: rounding here means every figure below is measured on shipped weights.
+    weights = clf.coef_[0].astype(np.float16).astype(np.float32)
+    return weights, float(clf.intercept_[0])
+
+
+def as_model(
+    variant: str, weights: np.ndarray, bias: float, threshold: float = 0.5
+) -> InjectionModel:
+    return InjectionModel(
+        variant=variant,  # type: ignore[arg-type]
+        weights=weights,
+        bias=bias,
+        bits=BITS,
+        threshold=threshold,
+        escalate_band=(threshold, threshold),
+    )
+
+
+def scores(model: InjectionModel, texts: Iterable[str]) -> np.ndarray:
+    """The runtime score of each text: the maximum over its windows."""
+    return np.array([model.score_windows(t)[0] if t.strip() else 0.0 for t in texts])
+
+
+def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> float:
+    """The smallest threshold whose false-positive rate on ``benign_scores`` is at most ``fpr``."""
+    ordered = np.sort(benign_scores)[::-1]
+    allowed = int(np.floor(fpr * len(ordered)))
+    # Block when score >= threshold: put the threshold just above the (allowed+1)-th highest score.
+    return float(np.nextafter(ordered[allowed], 1.0)) if allowed < len(ordered) else 0.0
+
+
+def rates(score: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    hit = score >= threshold
+    pos, neg = labels == 1, labels == 0
+    out: dict[str, Any] = {"n": len(labels)}
+    if pos.any():
+        out["recall"] = round(float(hit[pos].mean()), 4)
+        out["attacks"] = int(pos.sum())
+    if neg.any():
+        out["fpr"] = round(float(hit[neg].mean()), 4)
+        out["benign"] = int(neg.sum())
+    return out
+
+
+def breakdown(
+    score: np.ndarray, examples: Sequence[data.Example], threshold: float
+) -> dict[str, dict[str, Any]]:
+    """Rates per source and per source/category, plus the pooled figure."""
+    labels = np.array([e.label for e in examples])
+    keys: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        keys[f"source:{ex.source}"].append(i)
+        keys[f"category:{ex.stratum}"].append(i)
+    out = {"pooled": rates(score, labels, threshold)}
+    for key in sorted(keys):
+        idx = np.array(keys[key])
+        out[key] = rates(score[idx], labels[idx], threshold)
+    return out
+
+
+# Direct head -------------------------------------------------------------------------------------
+
+
+def train_direct(
+    splits: dict[data.Split, list[data.Example]], c: float
+) -> tuple[InjectionModel, dict[str, Any]]:
+    rows = [r for ex in splits["train"] for r in window_rows(ex.text, ex.label, ex.source)]
+    weights, bias = fit(rows, c)
+    model = as_model("direct", weights, bias)
+    tune = splits["tune"]
+    tune_scores = scores(model, (e.text for e in tune))
+    threshold = direct_threshold(tune, tune_scores, TARGET_FPR, SOURCE_FPR)
+    low = min(threshold, direct_threshold(tune, tune_scores, ESCALATE_FPR, 4 * SOURCE_FPR))
+    model = InjectionModel("direct", weights, bias, BITS, threshold, (low, threshold))
+    report = {"tune": breakdown(tune_scores, tune, threshold)}
+    return model, report
+
+
+def direct_threshold(
+    examples: Sequence[data.Example], score: np.ndarray, pooled_fpr: float, source_fpr: float
+) -> float:
+    """The lowest threshold that keeps the pooled benign FPR within ``pooled_fpr`` and the FPR of
+    every benign source with at least 100 tune rows within ``source_fpr``."""
+    labels = np.array([e.label for e in examples])
+    out = threshold_at_fpr(score[labels == 0], pooled_fpr)
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        if ex.label == 0:
+            by_source[ex.source].append(i)
+    for idx in by_source.values():
+        if len(idx) >= 100:
+            out = max(out, threshold_at_fpr(score[np.array(idx)], source_fpr))
+    return out
+
+
+# Untrusted head ----------------------------------------------------------------------------------
+
+
+def _attack_windows(doc: data.Document) -> list[str]:
+    """The windows of ``doc`` that hold the whole planted attack (or, if it is longer than a
+    window, overlap it by half a window)."""
+    start, end = doc.span
+    need = min(end - start, STRIDE)
+    out = []
+    for s, e in windows(len(doc.text)):
+        if min(e, end) - max(s, start) >= need:
+            out.append(doc.text[s:e])
+    return out
+
+
+def untrusted_rows(
+    contexts: Sequence[data.Context],
+    attacks: Sequence[data.Attack],
+    prompts: Sequence[data.Example],
+    extra_benign: Sequence[str],
+    per_context: int,
+    rng: np.random.Generator,
+) -> list[Row]:
+    rows: list[Row] = []
+    # A request addressed to the assistant is out of place in a document whoever wrote it, so
+    # benign user prompts planted in a context are positives too: this teaches the shape of an
+    # injected task without showing the model any BIPIA attack outside the training split.
+    requests = [
+        data.Attack(ex.id, f"planted/{ex.source}", ex.text)
+        for ex in prompts
+        if ex.label == 0 and len(ex.text) <= STRIDE
+    ]
+    for ctx in contexts:
+        rows.extend(
+            Row(ctx.text[s:e], 0, f"context/{ctx.task}")
+            for s, e in windows(len(ctx.text), WINDOW, CONTEXT_STRIDE)
+        )
+        for pool, source, n in ((attacks, "bipia", per_context), (requests, "planted", PLANTED)):
+            for k in rng.choice(len(pool), size=min(n, len(pool)), replace=False):
+                position = data.POSITIONS[int(rng.integers(len(data.POSITIONS)))]
+                doc = data.plant(ctx, pool[int(k)], position)
+                rows.extend(Row(w, 1, source) for w in _attack_windows(doc))
+    # Every direct attack is hostile in a document too.
+    rows.extend(r for ex in prompts if ex.label == 1 for r in window_rows(ex.text, 1, ex.source))
+    rows.extend(
+        Row(w_text, 0, "reference_answers")
+        for text in extra_benign
+        for w_text in _split_windows(text)
+    )
+    return rows
+
+
+def _split_windows(text: str) -> list[str]:
+    return [text[s:e] for s, e in windows(len(text))]
+
+
+def reference_answers(split: data.Split) -> list[str]:
+    """GPTeacher reference outputs (model-written prose) whose prompt falls in ``split``."""
+    splits = data.assign_splits(data.load_prompts())
+    out = []
+    for name in ("gpteacher_roleplay", "gpteacher_toolformer"):
+        for row in data._read(data.data_dir() / data.BENIGN_FILES[name]):
+            if splits.get(str(row["id"])) == split and row.get("reference_output"):
+                out.append(str(row["reference_output"]))
+    return out
+
+
+def indirect_eval(
+    model: InjectionModel, contexts: Sequence[data.Context], attacks: Sequence[data.Attack]
+) -> tuple[np.ndarray, list[data.Document]]:
+    docs = data.documents(list(contexts), list(attacks))
+    return scores(model, (d.text for d in docs)), docs
+
+
+def indirect_breakdown(
+    score: np.ndarray, docs: Sequence[data.Document], threshold: float
+) -> dict[str, Any]:
+    labels = np.array([d.label for d in docs])
+    keys: dict[str, list[int]] = defaultdict(list)
+    for i, d in enumerate(docs):
+        keys[f"task:{d.context.task}"].append(i)
+        if d.attack is not None:
+            keys[f"position:{d.position}"].append(i)
+            keys[f"attack:{d.attack.category}"].append(i)
+    out = {"pooled": rates(score, labels, threshold)}
+    for key in sorted(keys):
+        idx = np.array(keys[key])
+        out[key] = rates(score[idx], labels[idx], threshold)
+    return out
+
+
+def train_untrusted(
+    prompt_splits: dict[data.Split, list[data.Example]], c: float, per_context: int = 8
+) -> tuple[InjectionModel, dict[str, Any]]:
+    ctx, atk = data.split_indirect()
+    rng = np.random.default_rng(SEED)
+    rows = untrusted_rows(
+        ctx["train"],
+        atk["train"],
+        prompt_splits["train"],
+        reference_answers("train"),
+        per_context,
+        rng,
+    )
+    weights, bias = fit(rows, c)
+    model = as_model("untrusted", weights, bias)
+    tune_scores, tune_docs = indirect_eval(model, ctx["tune"], atk["tune"])
+    tune_labels = np.array([d.label for d in tune_docs])
+    # Clean tune contexts and held-out reference answers set the false-positive rate. Only 200
+    # clean contexts exist for tuning and they score higher than prose, so they get a looser bound.
+    clean = tune_scores[tune_labels == 0]
+    prose = scores(model, reference_answers("tune"))
+    threshold = max(
+        threshold_at_fpr(clean, UNTRUSTED_CONTEXT_FPR), threshold_at_fpr(prose, SOURCE_FPR)
+    )
+    low = min(
+        threshold,
+        max(threshold_at_fpr(clean, 2.5 * UNTRUSTED_CONTEXT_FPR), threshold_at_fpr(prose, 0.03)),
+    )
+    model = InjectionModel("untrusted", weights, bias, BITS, threshold, (low, threshold))
+    report = {"tune": indirect_breakdown(tune_scores, tune_docs, threshold)}
+    return model, report
+
+
+# Artifact ----------------------------------------------------------------------------------------
+
+
+def write_artifact(path: Path, models: Sequence[InjectionModel], meta: dict[str, Any]) -> None:
+    """An ``.npz`` readable by ``numpy.load``, written with fixed timestamps so reruns match."""
+    arrays = {f"{m.variant}_weights": m.weights.astype(np.float16) for m in models}
+    arrays["meta"] = np.frombuffer(
+        json.dumps(meta, sort_keys=True, indent=1).encode(), dtype=np.uint8
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, arrays[name], allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue(), compresslevel=9)
+
+
+def model_meta(model: InjectionModel, report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bias": model.bias,
+        "bits": model.bits,
+        "threshold": round(model.threshold, 6),
+        "escalate_band": [round(model.escalate_band[0], 6), round(model.escalate_band[1], 6)],
+        "metrics": report,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ARTIFACT)
+    parser.add_argument("--direct-c", type=float, default=DIRECT_C)
+    parser.add_argument("--untrusted-c", type=float, default=UNTRUSTED_C)
+    parser.add_argument(
+        "--no-test", action="store_true", help="tune only: do not score the test split (for sweeps)"
+    )
+    args = parser.parse_args(argv)
+    t0 = time.time()
+    splits = data.split_prompts()
+    print({k: len(v) for k, v in splits.items()}, file=sys.stderr)
+    direct, direct_report = train_direct(splits, args.direct_c)
+    print(
+        "direct tune",
+        json.dumps(direct_report["tune"]["pooled"]),
+        f"t={direct.threshold:.4f}",
+        file=sys.stderr,
+    )
+    untrusted, untrusted_report = train_untrusted(splits, args.untrusted_c)
+    print(
+        "untrusted tune",
+        json.dumps(untrusted_report["tune"]["pooled"]),
+        f"t={untrusted.threshold:.4f}",
+        file=sys.stderr,
+    )
+    if not args.no_test:
+        test = splits["test"]
+        direct_report["test"] = breakdown(
+            scores(direct, (e.text for e in test)), test, direct.threshold
+        )
+        ctx, atk = data.split_indirect()
+        s, docs = indirect_eval(untrusted, ctx["test"], atk["test"])
+        untrusted_report["test"] = indirect_breakdown(s, docs, untrusted.threshold)
+        ref = scores(untrusted, reference_answers("test"))
+        untrusted_report["test"]["reference_answers"] = rates(
+            ref, np.zeros(len(ref), int), untrusted.threshold
+        )
+        print("direct test", json.dumps(direct_report["test"]["pooled"]), file=sys.stderr)
+        print("untrusted test", json.dumps(untrusted_report["test"]["pooled"]), file=sys.stderr)
+    meta = {
+        "format": 1,
+        "window": WINDOW,
+        "stride": STRIDE,
+        "seed": SEED,
+        "c": {"direct": args.direct_c, "untrusted": args.untrusted_c},
+        "target_fpr": TARGET_FPR,
+        "source_fpr": SOURCE_FPR,
+        "untrusted_context_fpr": UNTRUSTED_CONTEXT_FPR,
+        "escalate_fpr": ESCALATE_FPR,
+        "direct": model_meta(direct, direct_report),
+        "untrusted": model_meta(untrusted, untrusted_report),
+    }
+    write_artifact(args.out, [direct, untrusted], meta)
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f}s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
