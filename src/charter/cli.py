@@ -513,5 +513,14 @@ def keys_hash(key_text: str | None) -> None:
     click.echo(hashlib.sha256(text.encode()).hexdigest())
 
 
+def _register_groups() -> None:
+    from charter.audit.cli import audit
+
+    main.add_command(audit)
+
+
+_register_groups()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -318,7 +318,12 @@ def run_demo(
     path = charter_path or str(example_charter())
     with tempfile.TemporaryDirectory(prefix="charter-demo-") as tmp:
         settings = resolve(
-            {"charter": path, "database": database or f"sqlite:///{tmp}/demo.db"}, environ={}
+            {
+                "charter": path,
+                "database": database or f"sqlite:///{tmp}/demo.db",
+                "data_dir": f"{tmp}/state",
+            },
+            environ={},
         )
         services = build_services(settings)
         try:
@@ -339,6 +344,7 @@ def run_demo(
                 finally:
                     demo.close()
             _summary(console, demo)
+            _audit_summary(console, services)
         finally:
             asyncio.run(services.aclose())
     return 0
@@ -358,4 +364,24 @@ def _summary(console: Console, demo: Demo) -> None:
     console.print(
         "Next: `charter explain examples/support-desk/charter.yaml` shows the whole "
         "decision -> control map; `charter serve` runs this gateway for real."
+    )
+
+
+def _audit_summary(console: Console, services: Services) -> None:
+    """Every request above is a record in the audit log; sign a checkpoint and verify them all."""
+    from charter.audit.log import stored_checkpoints, stored_leaf_bytes
+    from charter.audit.verify import verify_log
+
+    audit = services.audit
+    checkpoint = audit.checkpoint()
+    report = verify_log(
+        stored_leaf_bytes(services.store),
+        stored_checkpoints(services.store),
+        audit.keys.signing.public_key,
+    )
+    console.rule("[bold]The audit trail")
+    state = "[green]verified[/]" if report.ok else f"[bold red]FAILED[/]: {report.summary()}"
+    console.print(
+        f"{checkpoint.tree_size} records (every request above, refused or answered), signed "
+        f"checkpoint root {checkpoint.root_hash.hex()[:16]}… by key {checkpoint.key_id}: {state}"
     )

@@ -60,6 +60,13 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "data_dir",
+        str,
+        ".charter",
+        "Local state: the audit signing key and content-hash key (created on first start, mode "
+        "0600); replicas that share a log must share these files.",
+    ),
+    Setting(
         "log_level",
         str,
         "info",
@@ -80,6 +87,7 @@ class Settings:
     host: str
     port: int
     admin_key: str | None
+    data_dir: str
     log_level: str
 
 

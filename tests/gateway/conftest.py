@@ -26,7 +26,12 @@ ADMIN_KEY = "admin-test-key"
 
 def make_services(tmp_path: Path, charter: str = EXAMPLE) -> Services:
     settings = resolve(
-        {"charter": charter, "database": f"sqlite:///{tmp_path}/charter.db"}, environ={}
+        {
+            "charter": charter,
+            "database": f"sqlite:///{tmp_path}/charter.db",
+            "data_dir": str(tmp_path / "state"),
+        },
+        environ={},
     )
     return build_services(settings)
 

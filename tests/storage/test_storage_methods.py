@@ -287,3 +287,23 @@ def test_closed_store_is_unavailable(store: Store) -> None:
         store.audit_size()
     with pytest.raises(StorageUnavailable, match="closed"):
         store.add_counter("k", at(0), 1)
+
+
+def test_append_audit_built_numbers_are_known_to_the_builder(store: Store) -> None:
+    """The builder sees the numbers its leaves get, so a record can carry its own index."""
+    from datetime import UTC, datetime
+
+    store.append_audit([AuditLeaf(b"\x00" * 32, "{}", datetime.now(UTC))])
+
+    def build(first: int) -> list[AuditLeaf]:
+        return [
+            AuditLeaf(bytes([first + i]) * 32, f'{{"index":{first + i}}}', datetime.now(UTC))
+            for i in range(3)
+        ]
+
+    assert store.append_audit_built(3, build) == [1, 2, 3]
+    assert [leaf.record_json for leaf in store.audit_leaves(1, 4)] == [
+        '{"index":1}',
+        '{"index":2}',
+        '{"index":3}',
+    ]

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from charter.audit.log import AuditLog, open_keys
 from charter.budgets.ledger import SpendWriter, StoreLedger
 from charter.counters import Counters, MemoryCounters
 from charter.document.loader import load_charter
@@ -32,6 +33,7 @@ class Services:
     counters: Counters
     spend: SpendWriter
     models: dict[str, Routed]
+    audit: AuditLog
 
     async def aclose(self) -> None:
         seen: set[int] = set()
@@ -41,6 +43,7 @@ class Services:
                 await routed.client.provider.aclose()
         await self.counters.aclose()
         self.spend.close()
+        self.audit.close()
         self.store.close()
 
 
@@ -121,8 +124,9 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
     keys = KeyRing(charter, store)
     models = build_models(charter)
     spend = SpendWriter(store)
-    gateway = Gateway(charter, engine, keys, models, spend)
-    return Services(gateway, store, counters, spend, models)
+    audit = AuditLog(store, open_keys(settings.data_dir))
+    gateway = Gateway(charter, engine, keys, models, spend, audit)
+    return Services(gateway, store, counters, spend, models, audit)
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -15,6 +16,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from charter.audit.log import AuditLog, Draft
+from charter.audit.records import Content, RecordKind
 from charter.budgets.ledger import SpendWriter
 from charter.counters import Reservation
 from charter.document.model import Charter, ModelSpec
@@ -70,6 +73,7 @@ class Outcome:
     error: str | None = None
     refused_by: Verdict | None = None  # the guard verdict that replaced the answer
     sent_upstream: str = ""  # the last user message as the provider received it (redacted)
+    audit_index: int | None = None  # the request's record in the audit log, once committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +94,15 @@ class Gateway:
         keys: KeyRing,
         models: Mapping[str, Routed],
         spend: SpendWriter | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.charter = charter
         self.engine = engine
         self.keys = keys
         self.models = dict(models)
         self.spend = spend
+        self.audit = audit
+        self.audit_content = audit_content_form(charter)
         self.version = engine.version
         self.guarding = Guarding(engine)
         self.recent: list[Outcome] = []  # the last few outcomes, for `charter demo` and status
@@ -229,16 +236,14 @@ class Gateway:
     async def _sse_refusal(
         self, refused: ChatResponse, req: ChatRequest, outcome: Outcome
     ) -> AsyncIterator[bytes]:
-        try:
-            chunk = StreamChunk(
-                text=refused.content or "", finish_reason="content_filter", usage=refused.usage
-            )
-            yield chunk.to_sse(
-                refused.id, req.model, refused.created, first=True, include_usage=req.include_usage
-            )
-            yield b"data: [DONE]\n\n"
-        finally:
-            await self._finish(outcome)
+        chunk = StreamChunk(
+            text=refused.content or "", finish_reason="content_filter", usage=refused.usage
+        )
+        yield chunk.to_sse(
+            refused.id, req.model, refused.created, first=True, include_usage=req.include_usage
+        )
+        await self._finish(outcome)  # the record is committed before the stream says [DONE]
+        yield SSE_DONE
 
     @contextlib.asynccontextmanager
     async def _finishing(self, outcome: Outcome, *, streaming: bool = False) -> AsyncIterator[None]:
@@ -265,11 +270,26 @@ class Gateway:
         reservation: Reservation | None,
         outcome: Outcome,
     ) -> AsyncIterator[bytes]:
-        """Relay the upstream stream through the output guard's hold-back window."""
+        """Relay the upstream stream through the output guard's hold-back window.
+
+        Spend is settled and the audit record committed before the last event, so a client that
+        saw [DONE] knows its request is on record; a client that disconnects early still gets
+        both, in ``finally``.
+        """
         response_id = "chatcmpl-" + outcome.request_id.removeprefix("req_")
         created = int(time.time())
         first = True
         finish: StreamChunk | None = None
+        closed = False
+
+        async def close() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                usage = stream.usage if stream.started else Usage(0, 0, True)
+                await asyncio.shield(self._settle(reservation, routed, usage, outcome))
+                await asyncio.shield(self._finish(outcome))
+
         try:
             async with stream:
                 async for chunk in stream:
@@ -302,6 +322,7 @@ class Gateway:
                 yield refusal.to_sse(
                     response_id, req.model, created, first=first, include_usage=req.include_usage
                 )
+                await close()
                 yield sse_error(
                     PolicyViolation(
                         f"the answer was stopped: {guard.blocked.reason}",
@@ -318,15 +339,15 @@ class Gateway:
             yield last.to_sse(
                 response_id, req.model, created, first=first, include_usage=req.include_usage
             )
-            yield b"data: [DONE]\n\n"
+            await close()
+            yield SSE_DONE
         except CharterError as exc:
             outcome.status, outcome.error = exc.status, exc.message
+            await close()
             # The status line is gone already; an error event is what a client can still read.
             yield sse_error(exc)
         finally:
-            usage = stream.usage if stream.started else Usage(0, 0, True)
-            await asyncio.shield(self._settle(reservation, routed, usage, outcome))
-            await self._finish(outcome)
+            await close()
 
     async def _settle(
         self, reservation: Reservation | None, routed: Routed, usage: Usage, outcome: Outcome
@@ -355,9 +376,48 @@ class Gateway:
             await self.engine.release(reservation, time.time())
 
     async def _finish(self, outcome: Outcome) -> None:
-        """Record how the request ended (the audit trail hooks in here)."""
+        """Record how the request ended; returns once the audit record is committed."""
         self.recent.append(outcome)
         del self.recent[:-200]
+        if self.audit is not None:
+            outcome.audit_index = await self.audit.append(self._draft(outcome))
+
+    def _draft(self, outcome: Outcome) -> Draft:
+        """The audit record of one request, holding content only in the form the charter allows."""
+        ruled = [v for v in outcome.verdicts]
+        worst = max((v.effective for v in ruled), key=lambda a: a.severity, default=Action.ALLOW)
+        deciding = outcome.refused_by or next(
+            (v for v in ruled if v.effective is worst and worst is not Action.ALLOW), None
+        )
+        if outcome.status >= 400 and deciding is None:
+            worst = Action.BLOCK
+        reason = deciding.reason if deciding else (outcome.error or "answered")
+        content: tuple[Content, ...] = ()
+        if outcome.sent_upstream:
+            if self.audit_content == "redacted":
+                content = (Content.redacted("input", outcome.sent_upstream),)
+            elif self.audit_content == "hashed" and self.audit is not None:
+                content = (Content.hashed("input", self.audit.keys.content, outcome.sent_upstream),)
+        usage = outcome.usage
+        return Draft(
+            kind=RecordKind.VERDICT,
+            principal=outcome.principal,
+            request_id=outcome.request_id,
+            charter_version=self.version,
+            control_ids=tuple(dict.fromkeys(v.control_id for v in ruled)),
+            decision_ids=tuple(dict.fromkeys(d for v in ruled for d in v.decision_ids)),
+            action=worst,
+            reason=reason,
+            content=content,
+            details={
+                "model": outcome.model,
+                "status": outcome.status,
+                "input_tokens": usage.input_tokens if usage else 0,
+                "output_tokens": usage.output_tokens if usage else 0,
+                "cost_micro_usd": outcome.cost_micro_usd,
+                "verdicts": json.dumps([_verdict_summary(v) for v in ruled], separators=(",", ":")),
+            },
+        )
 
     # --- embeddings ------------------------------------------------------------------------------
 
@@ -387,6 +447,27 @@ class Gateway:
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
 
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def _verdict_summary(v: Verdict) -> dict[str, Any]:
+    out: dict[str, Any] = {"control": v.control_id, "action": v.action.value}
+    if not v.enforced:
+        out["shadow"] = True
+    if v.score is not None:
+        out["score"] = round(v.score, 4)
+    return out
+
+
+def audit_content_form(charter: Charter) -> str:
+    """What the audit trail may keep of content: the charter's audit control says; hashed by
+    default, so content can be matched later without being stored."""
+    for control in charter.controls:
+        if control.kind == "audit" and control.mode != "off":
+            return str(control.settings.content)
+    return "hashed"
+
+
 def last_user_text(req: ChatRequest) -> str:
     return next((m.text for m in reversed(req.messages) if m.role == "user"), "")
 
@@ -414,8 +495,6 @@ def refusal(evaluation: Evaluation) -> CharterError:
 
 def sse_error(exc: CharterError) -> bytes:
     """An OpenAI-style error event, then the end of the stream."""
-    import json
-
     return b"data: " + json.dumps(exc.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
 
 

@@ -56,7 +56,13 @@ class KindSpec:
 _REGISTRY: dict[str, KindSpec] = {}
 
 # Modules that register the built-in kinds; imported on first use so the document layer stays light.
-BUILTIN_MODULES = ("charter.routes", "charter.budgets", "charter.limits", "charter.guards.control")
+BUILTIN_MODULES = (
+    "charter.routes",
+    "charter.budgets",
+    "charter.limits",
+    "charter.guards.control",
+    "charter.audit.control",
+)
 _loaded = False
 
 

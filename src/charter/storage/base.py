@@ -8,7 +8,7 @@ worker threads; money is integer micro-dollars; every time is a timezone-aware U
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -171,12 +171,24 @@ class Store(ABC):
 
     # -- audit log -------------------------------------------------------------------------------
 
-    @abstractmethod
     def append_audit(self, leaves: Sequence[AuditLeaf]) -> list[int]:
         """Append leaves in one transaction and return their sequence numbers.
 
         Sequence numbers start at 0 and are contiguous across every thread and process appending
         at once: no gaps, no duplicates, and a batch's numbers are consecutive.
+        """
+        built = list(leaves)
+        return self.append_audit_built(len(built), lambda first: built)
+
+    @abstractmethod
+    def append_audit_built(
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+    ) -> list[int]:
+        """Append ``count`` leaves that ``build(first_seq)`` makes once their numbers are known.
+
+        ``build`` runs inside the transaction that assigns the numbers, so a record can carry its
+        own sequence number in its hashed bytes and the database stays the one sequencer for every
+        replica. It must return exactly ``count`` leaves and do no I/O of its own.
         """
 
     @abstractmethod

@@ -8,7 +8,7 @@ psycopg is an optional extra (``charter[scale]``), imported only when a PostgreS
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -349,11 +349,11 @@ class PostgresStore(Store):
 
     # -- audit log -------------------------------------------------------------------------------
 
-    def append_audit(self, leaves: Sequence[AuditLeaf]) -> list[int]:
-        v.audit_leaves(leaves)
-        if not leaves:
+    def append_audit_built(
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+    ) -> list[int]:
+        if count <= 0:
             return []
-        count = len(leaves)
         with self._write("append to the audit log") as conn:
             # The UPDATE locks the sequencer row until this transaction ends: appenders from
             # every replica queue here, and a rollback hands the numbers back, so no gaps.
@@ -368,6 +368,7 @@ class PostgresStore(Store):
                     hint="the database was altered by hand; restore it or re-run migrations",
                 )
             first = int(row[0])
+            leaves = v.built_leaves(build, first, count)
             conn.execute(
                 "INSERT INTO audit_leaves (seq, leaf_hash, record_json, at)"
                 " SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::timestamptz[])",

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -363,17 +363,19 @@ class SQLiteStore(Store):
 
     # -- audit log -------------------------------------------------------------------------------
 
-    def append_audit(self, leaves: Sequence[AuditLeaf]) -> list[int]:
-        v.audit_leaves(leaves)
-        if not leaves:
+    def append_audit_built(
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+    ) -> list[int]:
+        if count <= 0:
             return []
-        rows = [(bytes(x.leaf_hash), x.record_json, v.to_micros(x.at, "at")) for x in leaves]
         # Reading the next number and inserting happen under the database write lock, so every
         # appender (thread or process) gets a distinct, contiguous block.
         with self._write("append to the audit log", durable=True) as conn:
             first = int(
                 conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM audit_leaves").fetchone()[0]
             )
+            leaves = v.built_leaves(build, first, count)
+            rows = [(bytes(x.leaf_hash), x.record_json, v.to_micros(x.at, "at")) for x in leaves]
             conn.executemany(
                 "INSERT INTO audit_leaves (seq, leaf_hash, record_json, at_us) VALUES (?, ?, ?, ?)",
                 [(first + i, *row) for i, row in enumerate(rows)],

@@ -6,10 +6,10 @@ a caller's mistake into an ``InvalidRequest`` that names the field, not a 503.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from charter.errors import InvalidRequest
+from charter.errors import InternalError, InvalidRequest
 from charter.storage.base import AuditLeaf, KeyRow, SpendRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -102,3 +102,14 @@ def audit_leaves(leaves: Sequence[AuditLeaf]) -> None:
         blob(leaf.leaf_hash, "leaf.leaf_hash")
         text(leaf.record_json, "leaf.record_json")
         aware(leaf.at, "leaf.at")
+
+
+def built_leaves(
+    build: Callable[[int], Sequence[AuditLeaf]], first: int, count: int
+) -> list[AuditLeaf]:
+    """The leaves an audit builder made for numbers ``first..first+count``, checked."""
+    leaves = list(build(first))
+    if len(leaves) != count:
+        raise InternalError(f"the audit builder made {len(leaves)} leaves for {count} numbers")
+    audit_leaves(leaves)
+    return leaves
