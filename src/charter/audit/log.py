@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
 import logging
 import os
 import queue
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from charter.audit.checkpoint import (
     Checkpoint,
@@ -33,6 +35,7 @@ from charter.audit.checkpoint import (
 )
 from charter.audit.merkle import MerkleTree, leaf_hash
 from charter.audit.records import AuditRecord, Content, RecordKind, Scalar, leaf_bytes, utc_now
+from charter.audit.spool import Spool
 from charter.errors import ConfigurationError, StorageUnavailable
 from charter.policy.verdict import Action
 from charter.storage.base import AuditLeaf, Store
@@ -58,11 +61,12 @@ class Draft:
     reason: str | None = None
     content: tuple[Content, ...] = ()
     details: Mapping[str, Scalar] = field(default_factory=dict)
+    time: str | None = None  # when it happened; set when a record waited in the spool
 
     def record(self, index: int, time: str) -> AuditRecord:
         return AuditRecord(
             index=index,
-            time=time,
+            time=self.time or time,
             kind=self.kind,
             principal=self.principal,
             request_id=self.request_id,
@@ -74,6 +78,29 @@ class Draft:
             content=self.content,
             details=dict(self.details),
         )
+
+
+def draft_to_json(draft: Draft, spool_id: str, time: str) -> dict[str, Any]:
+    """A draft as a spool line: the record's JSON form (index 0) with its spool id."""
+    details = {**draft.details, "spool_id": spool_id}
+    return replace(draft, details=details).record(0, time).to_dict()
+
+
+def draft_from_json(data: dict[str, Any]) -> Draft:
+    record = AuditRecord.from_dict(data)
+    return Draft(
+        kind=record.kind,
+        principal=record.principal,
+        request_id=record.request_id,
+        charter_version=record.charter_version,
+        control_ids=record.control_ids,
+        decision_ids=record.decision_ids,
+        action=record.action,
+        reason=record.reason,
+        content=record.content,
+        details=dict(record.details),
+        time=record.time,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +140,7 @@ def open_keys(data_dir: str | os.PathLike[str]) -> AuditKeys:
 @dataclass
 class _Pending:
     draft: Draft
-    future: concurrent.futures.Future[int]
+    future: concurrent.futures.Future[int | None]
 
 
 class AuditLog:
@@ -127,8 +154,12 @@ class AuditLog:
         log_id: str = "charter",
         max_batch: int = 1024,
         checkpoint_every: int = 10_000,
+        spool: Spool | None = None,
+        retry_s: float = 1.0,
     ) -> None:
         self.store = store
+        self.spool = spool
+        self.retry_s = retry_s
         self.keys = keys
         self.log_id = log_id
         self.max_batch = max_batch
@@ -142,23 +173,29 @@ class AuditLog:
 
     # --- appending -------------------------------------------------------------------------------
 
-    def submit(self, draft: Draft) -> concurrent.futures.Future[int]:
-        """Queue a record; the future gives its sequence number once committed."""
-        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+    def submit(self, draft: Draft) -> concurrent.futures.Future[int | None]:
+        """Queue a record; the future gives its sequence number once committed, or None once it
+        is durably spooled because the database is unreachable."""
+        future: concurrent.futures.Future[int | None] = concurrent.futures.Future()
         self._queue.put(_Pending(draft, future))
         return future
 
-    async def append(self, draft: Draft) -> int:
-        """Append a record and wait until it is committed."""
+    async def append(self, draft: Draft) -> int | None:
+        """Append a record and wait until it is committed (or durably spooled)."""
         return await asyncio.wrap_future(self.submit(draft))
 
-    def append_sync(self, draft: Draft, timeout: float = 30.0) -> int:
+    def append_sync(self, draft: Draft, timeout: float = 30.0) -> int | None:
         return self.submit(draft).result(timeout)
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.retry_s)
+            except queue.Empty:
+                self._drain_spool()
+                continue
             if item is _STOP:
+                self._drain_spool()
                 return
             batch = [item]
             stop = False
@@ -175,20 +212,32 @@ class AuditLog:
             if stop:
                 return
 
-    def _commit(self, batch: Sequence[_Pending]) -> None:
+    def _append(self, drafts: Sequence[Draft]) -> list[int]:
         now = utc_now()
         at = dt.datetime.now(dt.UTC)
 
         def build(first: int) -> list[AuditLeaf]:
             leaves = []
-            for offset, pending in enumerate(batch):
-                data = leaf_bytes(pending.draft.record(first + offset, now))
+            for offset, draft in enumerate(drafts):
+                data = leaf_bytes(draft.record(first + offset, now))
                 leaves.append(AuditLeaf(leaf_hash(data), data.decode(), at))
             return leaves
 
+        numbers = self.store.append_audit_built(len(drafts), build)
+        self._since_checkpoint += len(drafts)
+        return numbers
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        if self.spool is not None and self.spool.has_pending() and not self._drain_spool():
+            self._to_spool(batch)  # older records still wait in the spool: keep the order
+            return
         try:
-            numbers = self.store.append_audit_built(len(batch), build)
-        except Exception as exc:  # every waiter learns the record was not committed
+            numbers = self._append([p.draft for p in batch])
+        except Exception as exc:
+            if self.spool is not None and isinstance(exc, StorageUnavailable):
+                log.warning("audit store unavailable, spooling %d records: %s", len(batch), exc)
+                self._to_spool(batch)
+                return
             error = (
                 exc
                 if isinstance(exc, StorageUnavailable)
@@ -196,12 +245,63 @@ class AuditLog:
                     f"the audit record could not be committed ({type(exc).__name__}: {exc})"
                 )
             )
-            for pending in batch:
+            for pending in batch:  # every waiter learns the record was not committed
                 pending.future.set_exception(error)
             return
         for pending, number in zip(batch, numbers, strict=True):
             pending.future.set_result(number)
-        self._since_checkpoint += len(batch)
+        self._maybe_checkpoint()
+
+    def _to_spool(self, batch: Sequence[_Pending]) -> None:
+        assert self.spool is not None
+        now = utc_now()
+        try:
+            self.spool.append(draft_to_json(p.draft, Spool.new_id(), now) for p in batch)
+        except OSError as exc:
+            error = StorageUnavailable(f"the audit store and the local spool both failed: {exc}")
+            for pending in batch:
+                pending.future.set_exception(error)
+            return
+        for pending in batch:
+            pending.future.set_result(None)
+
+    def _drain_spool(self) -> bool:
+        """Replay spooled records in order; True when the spool is empty afterwards."""
+        if self.spool is None:
+            return True
+        entries = self.spool.pending()
+        if not entries:
+            return True
+        try:
+            done = self._spool_ids_in_log(len(entries))
+            skip = 0
+            while skip < len(entries) and entries[skip]["details"].get("spool_id") in done:
+                skip += 1
+            if skip:
+                self.spool.advance(skip)
+            rest = entries[skip:]
+            for start in range(0, len(rest), self.max_batch):
+                chunk = rest[start : start + self.max_batch]
+                self._append([draft_from_json(e) for e in chunk])
+                self.spool.advance(len(chunk))
+        except StorageUnavailable as exc:
+            log.info("audit spool waits for the store: %s", exc)
+            return False
+        log.info("audit spool replayed %d records", len(entries))
+        self._maybe_checkpoint()
+        return True
+
+    def _spool_ids_in_log(self, count: int) -> set[str]:
+        """Spool ids among the log's last records: a replay that crashed after its commit."""
+        size = self.store.audit_size()
+        tail = self.store.audit_leaves(max(0, size - count - self.max_batch), size)
+        ids = set()
+        for leaf in tail:
+            if '"spool_id"' in leaf.record_json:
+                ids.add(str(json.loads(leaf.record_json)["details"]["spool_id"]))
+        return ids
+
+    def _maybe_checkpoint(self) -> None:
         if self._since_checkpoint >= self.checkpoint_every:
             try:
                 self.checkpoint()
@@ -221,8 +321,6 @@ class AuditLog:
 
     def checkpoint(self) -> Checkpoint:
         """Sign the current size and root of the log and store the checkpoint."""
-        import json
-
         with self._tree_lock:
             tree = self._sync_tree()
             checkpoint = sign_checkpoint(
@@ -250,8 +348,6 @@ class AuditLog:
 
 def stored_checkpoints(store: Store) -> list[Checkpoint]:
     """Every checkpoint the store holds, parsed."""
-    import json
-
     return [Checkpoint.from_dict(json.loads(row.signed_blob)) for row in store.checkpoints()]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charter.audit.log import AuditLog, open_keys
+from charter.audit.spool import Spool
 from charter.budgets.ledger import SpendWriter, StoreLedger
 from charter.counters import Counters, MemoryCounters
 from charter.document.loader import load_charter
@@ -124,7 +125,8 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
     keys = KeyRing(charter, store)
     models = build_models(charter)
     spend = SpendWriter(store)
-    audit = AuditLog(store, open_keys(settings.data_dir))
+    spool = Spool(Path(settings.data_dir) / "audit-spool.jsonl")
+    audit = AuditLog(store, open_keys(settings.data_dir), spool=spool)
     gateway = Gateway(charter, engine, keys, models, spend, audit)
     return Services(gateway, store, counters, spend, models, audit)
 
