@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def test_outage_spools_then_replays_in_order(tmp_path: Path) -> None:
     spooled = [log.append_sync(draft(i)) for i in range(1, 6)]
     assert spooled == [None] * 5  # acknowledged: durable on local disk
     flaky.down.clear()
+    time.sleep(0.1)  # past the retry period: the writer asks the store again
     assert log.append_sync(draft(6)) == 6  # the spool drains first, so order holds
     log.close()
     records = [r.decode() for r in stored_leaf_bytes(store)]

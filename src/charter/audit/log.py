@@ -21,6 +21,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -160,6 +161,7 @@ class AuditLog:
         self.store = store
         self.spool = spool
         self.retry_s = retry_s
+        self._down_until = 0.0  # after a failure, spool without asking the store until then
         self.keys = keys
         self.log_id = log_id
         self.max_batch = max_batch
@@ -195,7 +197,7 @@ class AuditLog:
                 self._drain_spool()
                 continue
             if item is _STOP:
-                self._drain_spool()
+                self._drain_spool(force=True)
                 return
             batch = [item]
             stop = False
@@ -236,6 +238,7 @@ class AuditLog:
         except Exception as exc:
             if self.spool is not None and isinstance(exc, StorageUnavailable):
                 log.warning("audit store unavailable, spooling %d records: %s", len(batch), exc)
+                self._down_until = time.monotonic() + self.retry_s
                 self._to_spool(batch)
                 return
             error = (
@@ -265,13 +268,13 @@ class AuditLog:
         for pending in batch:
             pending.future.set_result(None)
 
-    def _drain_spool(self) -> bool:
+    def _drain_spool(self, *, force: bool = False) -> bool:
         """Replay spooled records in order; True when the spool is empty afterwards."""
-        if self.spool is None:
+        if self.spool is None or not self.spool.has_pending():
             return True
+        if not force and time.monotonic() < self._down_until:
+            return False  # the store failed moments ago: don't make every batch wait on it
         entries = self.spool.pending()
-        if not entries:
-            return True
         try:
             done = self._spool_ids_in_log(len(entries))
             skip = 0
@@ -286,6 +289,7 @@ class AuditLog:
                 self.spool.advance(len(chunk))
         except StorageUnavailable as exc:
             log.info("audit spool waits for the store: %s", exc)
+            self._down_until = time.monotonic() + self.retry_s
             return False
         log.info("audit spool replayed %d records", len(entries))
         self._maybe_checkpoint()

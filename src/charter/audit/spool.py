@@ -27,6 +27,7 @@ class Spool:
         self.offset_path = self.path.with_suffix(self.path.suffix + ".replayed")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._count = len(self.pending())  # entries waiting; kept so checking it is free
 
     @staticmethod
     def new_id() -> str:
@@ -34,7 +35,8 @@ class Spool:
 
     def append(self, entries: Iterable[dict[str, Any]]) -> None:
         """Write entries and fsync before returning."""
-        data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+        lines = [json.dumps(e, separators=(",", ":")) + "\n" for e in entries]
+        data = "".join(lines)
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
@@ -42,6 +44,7 @@ class Spool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self._count += len(lines)
 
     def _replayed(self) -> int:
         try:
@@ -65,13 +68,14 @@ class Spool:
             return out
 
     def has_pending(self) -> bool:
-        return bool(self.pending())
+        return self._count > 0
 
     def advance(self, count: int) -> None:
         """Mark ``count`` more entries as replayed; when all are, start a fresh file."""
         with self._lock:
             replayed = self._replayed() + count
             total = len(self.path.read_text().splitlines()) if self.path.exists() else 0
+            self._count = max(0, total - replayed)
             if replayed >= total:
                 self.path.unlink(missing_ok=True)
                 self.offset_path.unlink(missing_ok=True)

@@ -24,11 +24,13 @@ from charter.document.model import Charter, ModelSpec
 from charter.errors import (
     BudgetExceeded,
     CharterError,
+    InternalError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
     PolicyViolation,
     RateLimited,
+    StorageUnavailable,
 )
 from charter.gateway.guarding import (
     Extension,
@@ -483,12 +485,19 @@ def refusal(evaluation: Evaluation) -> CharterError:
         "decisions": list(verdict.decision_ids),
         "version": evaluation.charter_version,
     }
+    failure = verdict.evidence.get("error")
+    if failure is not None:
+        # A control could not decide and its on_error said fail closed: say so, with the cause,
+        # rather than pretend the content broke a rule.
+        if failure == "StorageUnavailable":
+            return StorageUnavailable(message, charter=charter)
+        return InternalError(message, charter=charter)
     kind = verdict.evidence.get("kind")
     if kind == "budget":
         return BudgetExceeded(message, charter=charter)
     if kind == "rate_limit":
         return RateLimited(message, charter=charter)
-    if verdict.stage is Stage.REQUEST and "error" not in verdict.evidence:
+    if verdict.stage is Stage.REQUEST:
         return PermissionDenied(message, code="model_not_allowed", charter=charter)
     return PolicyViolation(message, charter=charter)
 

@@ -115,6 +115,10 @@ class PostgresStore(Store):
             open=False,
             name="charter-storage",
             configure=_relaxed_commits,
+            # A connection the server dropped (restart, failover, network cut) is found and
+            # replaced when it is next taken from the pool, so an outage ends when the database
+            # is back instead of failing every request that draws a dead connection.
+            check=ConnectionPool.check_connection,
         )
         try:
             pool.open(wait=True, timeout=timeout)
