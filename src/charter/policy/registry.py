@@ -56,7 +56,13 @@ class KindSpec:
 _REGISTRY: dict[str, KindSpec] = {}
 
 # Modules that register the built-in kinds; imported on first use so the document layer stays light.
-BUILTIN_MODULES = ("charter.routes", "charter.budgets", "charter.limits")
+BUILTIN_MODULES = (
+    "charter.routes",
+    "charter.budgets",
+    "charter.limits",
+    "charter.tools",
+    "charter.approvals",
+)
 _loaded = False
 
 
