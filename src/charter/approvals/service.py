@@ -584,8 +584,7 @@ class ActionService:
         if updated is None:
             raise _status_conflict(await self._action(row.id))
         self._emit("rejected", when, updated)
-        await self._release(updated, when)
-        return updated
+        return await self._release(updated, when)
 
     async def _pending_for(
         self, approval_id: str, reviewer: str, reason: str, when: dt.datetime, *, approving: bool
@@ -768,10 +767,10 @@ class ActionService:
         updated = await self._db(
             self.store.update_action, row.id, [row.status], ActionChange(target, when)
         )
-        if updated is not None:
-            self._emit(target, when, updated)
-            await self._release(updated, when)
-        return updated
+        if updated is None:
+            return None
+        self._emit(target, when, updated)
+        return await self._release(updated, when)
 
     async def run_sweeper(self, interval_s: float = 30.0) -> None:
         """Call ``expire_due`` every ``interval_s`` seconds until cancelled (a gateway task)."""
@@ -782,11 +781,14 @@ class ActionService:
                 log.warning("approval sweep failed, will retry: %s", exc)
             await asyncio.sleep(interval_s)
 
-    async def _release(self, row: ActionRow, when: dt.datetime) -> None:
+    async def _release(self, row: ActionRow, when: dt.datetime) -> ActionRow:
+        """Give a finished action's reservation back; the row as it is now."""
         if self.counters is None:
-            return  # the gateway's sweeper holds the live counters and will give it back
+            return row  # the gateway's sweeper holds the live counters and will give it back
         await self._give_back(row.id, _claims(row.claims_json), when)
-        await self._db(self.store.mark_settled, row.id, when)
+        if await self._db(self.store.mark_settled, row.id, when):
+            return replace(row, settled_at=when)
+        return await self._action(row.id)
 
     async def _give_back(self, action_id: str, claims: list[Claim], when: dt.datetime) -> None:
         if claims:
