@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from charter import __version__
+from charter.approvals.cli import approvals as approvals_group
 from charter.document.coverage import Coverage, CoverageMap, coverage
 from charter.document.findings import Finding
 from charter.document.loader import LoadedCharter, load_charter
@@ -512,6 +513,8 @@ def keys_hash(key_text: str | None) -> None:
         raise click.UsageError("no key given: pass --key or pipe the key on standard input")
     click.echo(hashlib.sha256(text.encode()).hexdigest())
 
+
+main.add_command(approvals_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
