@@ -2,7 +2,7 @@
 
 A ``tool_policy`` control is evaluated at ``Stage.TOOL_CALL`` on a ``RequestContext`` whose
 ``tool_call`` is set; its rate caps are reserved and confirmed by ``charter.approvals``. A tool
-that no ``tool_policy`` names is not governed and passes through (see docs/tools.md).
+that no ``tool_policy`` names is not governed and passes through (see docs/approvals.md).
 """
 
 from __future__ import annotations
