@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from charter.approvals.service import ActionService, action_dict
 from charter.settings import BY_NAME, resolve
-from charter.storage.base import ActionRow
+
+if TYPE_CHECKING:
+    from charter.approvals.service import ActionService
+    from charter.storage.base import ActionRow
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -41,6 +43,7 @@ def _setting(name: str) -> Callable[[F], F]:
 def _with_service(
     flags: dict[str, Any], work: Callable[[ActionService], Coroutine[Any, Any, T]]
 ) -> T:
+    from charter.approvals.service import ActionService
     from charter.document.loader import load_charter
     from charter.policy.engine import Engine
     from charter.storage import open_store
@@ -71,6 +74,8 @@ def _with_service(
 
 
 def _print_row(row: ActionRow) -> None:
+    from charter.approvals.service import action_dict
+
     click.echo(json.dumps(action_dict(row), indent=2, ensure_ascii=False))
 
 
@@ -91,6 +96,8 @@ def list_cmd(fmt: str, **flags: Any) -> None:
     Example:
       charter approvals list --charter examples/support-desk/charter.yaml
     """
+    from charter.approvals.service import action_dict
+
     rows = _with_service(flags, lambda s: s.list_pending())
     if fmt == "json":
         click.echo(json.dumps([action_dict(r) for r in rows], indent=2, ensure_ascii=False))
