@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from charter import __version__
+from charter.approvals.cli import approvals as approvals_group
 from charter.document.coverage import Coverage, CoverageMap, coverage
 from charter.document.findings import Finding
 from charter.document.loader import LoadedCharter, load_charter
@@ -517,6 +518,7 @@ def _register_groups() -> None:
     from charter.audit.cli import audit
 
     main.add_command(audit)
+    main.add_command(approvals_group)
 
 
 _register_groups()

@@ -133,10 +133,11 @@ def test_bad_port_in_url_never_shows_the_password() -> None:
     assert PASSWORD not in everything_shown(caught.value)
 
 
-def test_lost_connection_is_unavailable_then_recovers(
+def test_lost_connection_is_replaced_before_use(
     postgres_url: str, postgres_admin: psycopg.Connection[tuple[object, ...]]
 ) -> None:
-    """A database outage must not turn into failures that never recover."""
+    """Pins: a server-side disconnect (restart, failover) failed the next call that drew the dead
+    connection; the pool now checks connections at checkout and replaces dropped ones."""
     app = f"charter_test_{uuid.uuid4().hex[:12]}"
     url = with_password_and_app(postgres_url, PASSWORD, app)
     with open_store(url) as store:
@@ -148,12 +149,8 @@ def test_lost_connection_is_unavailable_then_recovers(
             (app,),
         ).fetchone()
         assert killed is not None and killed[0] >= 1
-        with pytest.raises(StorageUnavailable) as caught:
-            store.add_counter("k", NOW, 1)
-        assert PASSWORD not in everything_shown(caught.value)
-        assert "127.0.0.1:5432" in str(caught.value)
-        # The broken connection was dropped from the pool; the next call gets a new one.
         assert store.add_counter("k", NOW, 1) == 2
+        assert store.add_counter("k", NOW, 1) == 3
 
 
 @pytest.mark.parametrize("module", ["psycopg", "psycopg_pool"])

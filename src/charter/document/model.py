@@ -275,6 +275,17 @@ class ArgumentSpec(Strict):
                 raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
         return pattern
 
+    @model_validator(mode="after")
+    def _fits_the_type(self) -> ArgumentSpec:
+        numeric = self.type in ("integer", "number")
+        if not numeric and (self.minimum is not None or self.maximum is not None):
+            raise ValueError(f"minimum and maximum apply to numbers, not to a {self.type}")
+        if self.type != "string" and (self.pattern is not None or self.max_length is not None):
+            raise ValueError(f"pattern and max_length apply to strings, not to a {self.type}")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum is greater than maximum")
+        return self
+
 
 class AmountCap(Strict):
     argument: str = Field(description="The numeric argument to cap, e.g. amount_usd.")
@@ -316,17 +327,78 @@ class SequenceRule(Strict):
     over: Verdict3 = Verdict3.DENY
 
 
+class ActionWebhook(Strict):
+    """An HTTP endpoint Charter calls itself: to execute an approved action, or to undo one."""
+
+    url: str = Field(pattern=r"^https?://", description="Where to POST the action (JSON).")
+    secret_env: str = Field(
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable holding the key that signs each call "
+        "(HMAC-SHA256, header X-Charter-Signature).",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Seconds to wait for each attempt.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Attempts before the call is failed.")
+
+
+class CircuitBreaker(Strict):
+    """Pause a tool for everyone when it is executed unusually often."""
+
+    max_executed: int = Field(
+        gt=0, description="Trip when more than this many calls were executed within window."
+    )
+    window: Duration
+
+
 class ToolPolicySettings(Strict):
     """What the model may do with one tool on its own, what needs a person, what never."""
 
     tool: str = Field(min_length=1)
-    arguments: dict[str, ArgumentSpec] = Field(default_factory=dict)
+    arguments: dict[str, ArgumentSpec] = Field(
+        default_factory=dict,
+        description="Every argument the tool takes; once any is listed, unlisted ones are refused.",
+    )
     caps: list[AmountCap] = Field(default_factory=list)
     rates: list[RateCap] = Field(default_factory=list)
     ownership: Ownership | None = None
     sequences: list[SequenceRule] = Field(default_factory=list)
     review: bool = Field(False, description="Always send this tool to a human.")
     reversible: bool = False
+    hold: Duration = Field(
+        "15m",
+        description="How long an allowed (or approved) call may wait to be reported executed; "
+        "after that it is abandoned and stops counting against the rates.",
+    )
+    execute: ActionWebhook | None = Field(
+        None, description="Charter itself executes approved calls through this webhook."
+    )
+    compensate: ActionWebhook | None = Field(
+        None, description="The compensating call that reverts an executed call (reversible)."
+    )
+    breaker: CircuitBreaker | None = None
+
+    @model_validator(mode="after")
+    def _references_declared_arguments(self) -> ToolPolicySettings:
+        if self.compensate is not None and not self.reversible:
+            raise ValueError("compensate needs reversible: true")
+        if not self.arguments:
+            return self
+        numeric = [(f"caps[{i}].argument", c.argument) for i, c in enumerate(self.caps)]
+        numeric += [(f"rates[{i}].sum_of", r.sum_of) for i, r in enumerate(self.rates) if r.sum_of]
+        named = [*numeric]
+        if self.ownership is not None:
+            named.append(("ownership.argument", self.ownership.argument))
+        named += [(f"sequences[{i}].argument", s.argument) for i, s in enumerate(self.sequences)]
+        for where, name in named:
+            if name not in self.arguments:
+                listed = ", ".join(sorted(self.arguments))
+                raise ValueError(f"{where} names `{name}`, which is not an argument ({listed})")
+        for where, name in numeric:
+            if self.arguments[name].type not in ("integer", "number"):
+                raise ValueError(f"{where} names `{name}`, which is not a number")
+        for i, rule in enumerate(self.sequences):
+            if self.arguments[rule.argument].type != "string":
+                raise ValueError(f"sequences[{i}].argument `{rule.argument}` is not a string")
+        return self
 
 
 class ApprovalSettings(Strict):
@@ -335,8 +407,20 @@ class ApprovalSettings(Strict):
     reviewers: list[str] = Field(min_length=1, description="Roles that may approve.")
     deadline: Duration = "4h"
     on_timeout: Literal["deny"] = Field("deny", description="Only deny: silence is not consent.")
-    notify_webhook: str | None = Field(None, pattern=r"^https?://")
-    webhook_secret_env: str | None = None
+    notify_webhook: str | None = Field(
+        None, pattern=r"^https?://", description="POSTed (signed) when an approval is needed."
+    )
+    webhook_secret_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable holding the HMAC-SHA256 key for notify_webhook.",
+    )
+
+    @model_validator(mode="after")
+    def _signed_webhook(self) -> ApprovalSettings:
+        if self.notify_webhook is not None and self.webhook_secret_env is None:
+            raise ValueError("notify_webhook needs webhook_secret_env: notifications are signed")
+        return self
 
 
 class EvalThresholds(Strict):

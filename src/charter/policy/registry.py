@@ -62,6 +62,8 @@ BUILTIN_MODULES = (
     "charter.limits",
     "charter.guards.control",
     "charter.audit.control",
+    "charter.tools",
+    "charter.approvals",
 )
 _loaded = False
 

@@ -5,7 +5,11 @@ the ``Store`` interface. See docs/storage.md.
 """
 
 from charter.storage.base import (
+    ACTION_STATUSES,
+    ActionChange,
+    ActionRow,
     AuditLeaf,
+    BreakerRow,
     CharterVersionRow,
     CheckpointRow,
     KeyRow,
@@ -15,7 +19,11 @@ from charter.storage.base import (
 from charter.storage.connect import open_store, redact_url
 
 __all__ = [
+    "ACTION_STATUSES",
+    "ActionChange",
+    "ActionRow",
     "AuditLeaf",
+    "BreakerRow",
     "CharterVersionRow",
     "CheckpointRow",
     "KeyRow",

@@ -74,8 +74,93 @@ class CheckpointRow:
     at: datetime
 
 
+ACTION_STATUSES = (
+    "authorized",
+    "pending",
+    "approved",
+    "rejected",
+    "expired",
+    "executed",
+    "abandoned",
+    "failed",
+    "reverted",
+)
+"""Every status an action can have; see docs/approvals.md for the transitions between them."""
+
+LIVE_STATUSES = ("authorized", "pending", "approved")
+"""Statuses whose reservation is still held and lapses at ``hold_until``."""
+
+RELEASED_STATUSES = ("rejected", "expired", "abandoned", "failed")
+"""Statuses whose reservation must be given back to the counters (once: see ``settled_at``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    """A tool call Charter allowed or sent for review, and everything that happened to it.
+
+    ``id`` and ``approval_id`` are unguessable. ``claims_json`` is the reservation held on the
+    shared counters (so any replica can confirm or release it); ``settled_at`` is set once that
+    reservation was confirmed (executed) or given back. JSON columns hold canonical JSON text.
+    """
+
+    id: str
+    tool: str
+    arguments_json: str
+    principal_id: str
+    status: str
+    created_at: datetime
+    hold_until: datetime
+    updated_at: datetime
+    subject: str | None = None
+    conversation_id: str | None = None
+    excerpt: str = ""
+    claims_json: str = "[]"
+    approval_id: str | None = None
+    control_id: str | None = None
+    decision_ids_json: str = "[]"
+    reason: str = ""
+    approval_control_id: str | None = None
+    reviewer_roles_json: str = "[]"
+    deadline: datetime | None = None
+    reviewer: str | None = None
+    review_reason: str | None = None
+    reviewed_at: datetime | None = None
+    executed_at: datetime | None = None
+    outcome_json: str | None = None
+    settled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionChange:
+    """One atomic transition of an action: its new status, and the fields it sets.
+
+    Fields left None keep their value. ``reviewed_at`` is set to ``at`` when ``reviewer`` is
+    given, ``executed_at`` when the new status is ``executed``, ``settled_at`` when ``settled``.
+    """
+
+    status: str
+    at: datetime
+    hold_until: datetime | None = None
+    reviewer: str | None = None
+    review_reason: str | None = None
+    outcome_json: str | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRow:
+    """The circuit breaker of one tool: tripped or not, by whom, why and when."""
+
+    tool: str
+    tripped: bool
+    reason: str
+    by: str
+    at: datetime
+
+
 class Store(ABC):
-    """What Charter keeps: charter versions, keys, spend, counters, the audit log and checkpoints.
+    """What Charter keeps: charter versions, keys, spend, counters, the audit log, checkpoints,
+    tool-call actions (the approval queue) and circuit breakers.
 
     Implementations are thread-safe. Every driver exception is translated into
     ``charter.errors.StorageUnavailable`` (with a hint saying what to check) before it leaves a
@@ -234,3 +319,56 @@ class Store(ABC):
     @abstractmethod
     def checkpoints(self) -> list[CheckpointRow]:
         """Every checkpoint, smallest tree size first."""
+
+    # -- actions and approvals -------------------------------------------------------------------
+
+    @abstractmethod
+    def create_action(self, action: ActionRow) -> None:
+        """Store a new action. Raises ``Conflict`` when its id or approval id is already stored."""
+
+    @abstractmethod
+    def get_action(self, action_id: str) -> ActionRow | None:
+        """The action with this id, or None."""
+
+    @abstractmethod
+    def find_approval(self, approval_id: str) -> ActionRow | None:
+        """The action waiting for (or past) the approval with this id, or None."""
+
+    @abstractmethod
+    def list_actions(
+        self, statuses: Sequence[str] | None = None, limit: int = 100
+    ) -> list[ActionRow]:
+        """Actions with one of ``statuses`` (every action when None), newest first."""
+
+    @abstractmethod
+    def update_action(
+        self, action_id: str, expected: Sequence[str], change: ActionChange
+    ) -> ActionRow | None:
+        """Apply ``change`` if the action's status is one of ``expected``; return the new row.
+
+        Compare-and-set in one statement: of two concurrent transitions from the same status
+        exactly one succeeds; the other gets None (re-read the row to say why).
+        """
+
+    @abstractmethod
+    def mark_settled(self, action_id: str, at: datetime) -> bool:
+        """Record that the action's reservation was given back; False if it already was."""
+
+    @abstractmethod
+    def due_actions(self, now: datetime, limit: int = 100) -> list[ActionRow]:
+        """Actions needing the sweeper: live ones whose ``hold_until`` has passed, and finished
+        ones whose reservation has not been given back yet. Oldest hold first."""
+
+    @abstractmethod
+    def count_executed(self, tool: str, since: datetime) -> int:
+        """How many actions of ``tool`` were executed at or after ``since`` (reverted included)."""
+
+    # -- circuit breakers ------------------------------------------------------------------------
+
+    @abstractmethod
+    def save_breaker(self, breaker: BreakerRow) -> None:
+        """Set a tool's circuit breaker (tripped or reset), replacing its previous state."""
+
+    @abstractmethod
+    def breakers(self) -> list[BreakerRow]:
+        """The breaker of every tool that was ever tripped or reset, by tool name."""

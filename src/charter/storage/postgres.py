@@ -23,7 +23,12 @@ from charter.errors import (
 )
 from charter.storage import validate as v
 from charter.storage.base import (
+    LIVE_STATUSES,
+    RELEASED_STATUSES,
+    ActionChange,
+    ActionRow,
     AuditLeaf,
+    BreakerRow,
     CharterVersionRow,
     CheckpointRow,
     KeyRow,
@@ -31,6 +36,7 @@ from charter.storage.base import (
     Store,
 )
 from charter.storage.connect import redact_url, scrub, url_secrets
+from charter.storage.rows import action_from_row, action_sets
 from charter.storage.schema import check_not_newer, latest_version, load_migrations
 
 if TYPE_CHECKING:
@@ -44,6 +50,12 @@ if TYPE_CHECKING:
 _MIGRATION_LOCK = 0x43_68_61_72_74_65_72
 
 _KEY_COLUMNS = "id, principal_id, key_hash, prefix, description, created_at, revoked_at"
+_ACTION_COLUMNS = (
+    "id, approval_id, tool, arguments_json, principal_id, subject, conversation_id, excerpt,"
+    " status, claims_json, control_id, decision_ids_json, reason, approval_control_id,"
+    " reviewer_roles_json, created_at, hold_until, deadline, reviewer, review_reason,"
+    " reviewed_at, executed_at, outcome_json, settled_at, updated_at"
+)
 
 
 class PostgresStore(Store):
@@ -476,6 +488,149 @@ class PostgresStore(Store):
             ).fetchall()
         return [_checkpoint(row) for row in rows]
 
+    # -- actions and approvals -------------------------------------------------------------------
+
+    def create_action(self, action: ActionRow) -> None:
+        v.action_row(action)
+        params = (
+            action.id,
+            action.approval_id,
+            action.tool,
+            action.arguments_json,
+            action.principal_id,
+            action.subject,
+            action.conversation_id,
+            action.excerpt,
+            action.status,
+            action.claims_json,
+            action.control_id,
+            action.decision_ids_json,
+            action.reason,
+            action.approval_control_id,
+            action.reviewer_roles_json,
+            action.created_at,
+            action.hold_until,
+            action.deadline,
+            action.reviewer,
+            action.review_reason,
+            action.reviewed_at,
+            action.executed_at,
+            action.outcome_json,
+            action.settled_at,
+            action.updated_at,
+        )
+        marks = ", ".join(["%s"] * len(params))
+        with self._write("store an action") as conn:
+            cursor = conn.execute(
+                f"INSERT INTO actions ({_ACTION_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                params,
+            )
+            if cursor.rowcount == 0:
+                raise Conflict(
+                    f"an action with id {action.id!r} or the same approval id already exists",
+                    hint="generate new ids (charter.approvals does)",
+                )
+
+    def get_action(self, action_id: str) -> ActionRow | None:
+        with self._conn("read an action") as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = %s", (action_id,)
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def find_approval(self, approval_id: str) -> ActionRow | None:
+        with self._conn("read an approval") as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE approval_id = %s", (approval_id,)
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def list_actions(
+        self, statuses: Sequence[str] | None = None, limit: int = 100
+    ) -> list[ActionRow]:
+        v.integer(limit, "limit", minimum=1)
+        with self._conn("list actions") as conn:
+            if statuses is None:
+                rows = conn.execute(
+                    f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY created_at DESC, id LIMIT %s",
+                    (limit,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {_ACTION_COLUMNS} FROM actions WHERE status = ANY(%s)"
+                    " ORDER BY created_at DESC, id LIMIT %s",
+                    (v.statuses(statuses), limit),
+                ).fetchall()
+        return [_action(row) for row in rows]
+
+    def update_action(
+        self, action_id: str, expected: Sequence[str], change: ActionChange
+    ) -> ActionRow | None:
+        wanted = v.statuses(expected, "expected")
+        v.action_change(change)
+        sets, params = action_sets(change, v.aware(change.at, "at"), "%s", lambda t: t)
+        # One UPDATE tests the status and sets it: row locks make concurrent ones take turns,
+        # and the second re-checks the WHERE clause against the first one's result.
+        with self._write("update an action") as conn:
+            row = conn.execute(
+                f"UPDATE actions SET {sets} WHERE id = %s AND status = ANY(%s)"
+                f" RETURNING {_ACTION_COLUMNS}",
+                (*params, action_id, wanted),
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def mark_settled(self, action_id: str, at: datetime) -> bool:
+        when = v.aware(at, "at")
+        with self._write("settle an action") as conn:
+            cursor = conn.execute(
+                "UPDATE actions SET settled_at = %s WHERE id = %s AND settled_at IS NULL",
+                (when, action_id),
+            )
+            return cursor.rowcount == 1
+
+    def due_actions(self, now: datetime, limit: int = 100) -> list[ActionRow]:
+        when = v.aware(now, "now")
+        v.integer(limit, "limit", minimum=1)
+        with self._conn("find due actions") as conn:
+            rows = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE settled_at IS NULL AND"
+                " ((status = ANY(%s) AND hold_until <= %s) OR status = ANY(%s))"
+                " ORDER BY hold_until LIMIT %s",
+                (list(LIVE_STATUSES), when, list(RELEASED_STATUSES), limit),
+            ).fetchall()
+        return [_action(row) for row in rows]
+
+    def count_executed(self, tool: str, since: datetime) -> int:
+        params = (tool, v.aware(since, "since"))
+        with self._conn("count executed actions") as conn:
+            total = _one(
+                conn.execute(
+                    "SELECT count(*) FROM actions WHERE tool = %s AND executed_at >= %s", params
+                )
+            )
+        return int(total)
+
+    # -- circuit breakers ------------------------------------------------------------------------
+
+    def save_breaker(self, breaker: BreakerRow) -> None:
+        v.breaker_row(breaker)
+        params = (breaker.tool, breaker.tripped, breaker.reason, breaker.by, breaker.at)
+        with self._write("save a circuit breaker") as conn:
+            conn.execute(
+                "INSERT INTO tool_breakers (tool, tripped, reason, by_principal, at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tool) DO UPDATE SET"
+                " tripped = excluded.tripped, reason = excluded.reason,"
+                " by_principal = excluded.by_principal, at = excluded.at",
+                params,
+            )
+
+    def breakers(self) -> list[BreakerRow]:
+        with self._conn("list circuit breakers") as conn:
+            rows = conn.execute(
+                "SELECT tool, tripped, reason, by_principal, at FROM tool_breakers ORDER BY tool"
+            ).fetchall()
+        return [BreakerRow(t, bool(x), r, b, _utc(a)) for t, x, r, b, a in rows]
+
 
 def _relaxed_commits(conn: Connection) -> None:
     """Run every new pooled connection with ``synchronous_commit = off``.
@@ -500,6 +655,14 @@ def _one(cursor: psycopg.Cursor[tuple[Any, ...]]) -> Any:
 def _utc(value: datetime) -> datetime:
     # psycopg returns timestamptz in the session's time zone; callers always get UTC.
     return value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _action(row: tuple[Any, ...]) -> ActionRow:
+    return action_from_row(row, _utc, _utc_or_none)
 
 
 def _key(row: tuple[Any, ...]) -> KeyRow:

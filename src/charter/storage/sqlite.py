@@ -28,13 +28,19 @@ from typing import Any
 from charter.errors import ConfigurationError, Conflict, StorageUnavailable
 from charter.storage import validate as v
 from charter.storage.base import (
+    LIVE_STATUSES,
+    RELEASED_STATUSES,
+    ActionChange,
+    ActionRow,
     AuditLeaf,
+    BreakerRow,
     CharterVersionRow,
     CheckpointRow,
     KeyRow,
     SpendRow,
     Store,
 )
+from charter.storage.rows import action_from_row, action_sets
 from charter.storage.schema import (
     check_not_newer,
     latest_version,
@@ -43,6 +49,12 @@ from charter.storage.schema import (
 )
 
 _KEY_COLUMNS = "id, principal_id, key_hash, prefix, description, created_us, revoked_us"
+_ACTION_COLUMNS = (
+    "id, approval_id, tool, arguments_json, principal_id, subject, conversation_id, excerpt,"
+    " status, claims_json, control_id, decision_ids_json, reason, approval_control_id,"
+    " reviewer_roles_json, created_us, hold_until_us, deadline_us, reviewer, review_reason,"
+    " reviewed_us, executed_us, outcome_json, settled_us, updated_us"
+)
 
 
 class SQLiteStore(Store):
@@ -464,6 +476,162 @@ class SQLiteStore(Store):
             ).fetchall()
         return [_checkpoint(row) for row in rows]
 
+    # -- actions and approvals -------------------------------------------------------------------
+
+    def create_action(self, action: ActionRow) -> None:
+        v.action_row(action)
+        params = (
+            action.id,
+            action.approval_id,
+            action.tool,
+            action.arguments_json,
+            action.principal_id,
+            action.subject,
+            action.conversation_id,
+            action.excerpt,
+            action.status,
+            action.claims_json,
+            action.control_id,
+            action.decision_ids_json,
+            action.reason,
+            action.approval_control_id,
+            action.reviewer_roles_json,
+            v.to_micros(action.created_at, "created_at"),
+            v.to_micros(action.hold_until, "hold_until"),
+            _micros_or_none(action.deadline),
+            action.reviewer,
+            action.review_reason,
+            _micros_or_none(action.reviewed_at),
+            _micros_or_none(action.executed_at),
+            action.outcome_json,
+            _micros_or_none(action.settled_at),
+            v.to_micros(action.updated_at, "updated_at"),
+        )
+        marks = ", ".join("?" * len(params))
+        with self._write("store an action", durable=True) as conn:
+            cursor = conn.execute(
+                f"INSERT INTO actions ({_ACTION_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                params,
+            )
+            if cursor.rowcount == 0:
+                raise Conflict(
+                    f"an action with id {action.id!r} or the same approval id already exists",
+                    hint="generate new ids (charter.approvals does)",
+                )
+
+    def get_action(self, action_id: str) -> ActionRow | None:
+        with self._read("read an action") as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", (action_id,)
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def find_approval(self, approval_id: str) -> ActionRow | None:
+        with self._read("read an approval") as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE approval_id = ?", (approval_id,)
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def list_actions(
+        self, statuses: Sequence[str] | None = None, limit: int = 100
+    ) -> list[ActionRow]:
+        v.integer(limit, "limit", minimum=1)
+        with self._read("list actions") as conn:
+            if statuses is None:
+                rows = conn.execute(
+                    f"SELECT {_ACTION_COLUMNS} FROM actions ORDER BY created_us DESC, id LIMIT ?",
+                    (limit,),
+                ).fetchall()
+            else:
+                wanted = v.statuses(statuses)
+                marks = ", ".join("?" * len(wanted))
+                rows = conn.execute(
+                    f"SELECT {_ACTION_COLUMNS} FROM actions WHERE status IN ({marks})"
+                    " ORDER BY created_us DESC, id LIMIT ?",
+                    (*wanted, limit),
+                ).fetchall()
+        return [_action(row) for row in rows]
+
+    def update_action(
+        self, action_id: str, expected: Sequence[str], change: ActionChange
+    ) -> ActionRow | None:
+        wanted = v.statuses(expected, "expected")
+        v.action_change(change)
+        at = v.to_micros(change.at, "at")
+        sets, params = action_sets(change, at, "?", _micros_or_none)
+        marks = ", ".join("?" * len(wanted))
+        # The write lock and BEGIN IMMEDIATE make the status test and the update one step.
+        with self._write("update an action", durable=True) as conn:
+            cursor = conn.execute(
+                f"UPDATE actions SET {sets} WHERE id = ? AND status IN ({marks})",
+                (*params, action_id, *wanted),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", (action_id,)
+            ).fetchone()
+        return _action(row)
+
+    def mark_settled(self, action_id: str, at: datetime) -> bool:
+        when = v.to_micros(at, "at")
+        with self._write("settle an action", durable=True) as conn:
+            cursor = conn.execute(
+                "UPDATE actions SET settled_us = ? WHERE id = ? AND settled_us IS NULL",
+                (when, action_id),
+            )
+            return cursor.rowcount == 1
+
+    def due_actions(self, now: datetime, limit: int = 100) -> list[ActionRow]:
+        when = v.to_micros(now, "now")
+        v.integer(limit, "limit", minimum=1)
+        live = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
+        released = ", ".join(f"'{s}'" for s in RELEASED_STATUSES)
+        with self._read("find due actions") as conn:
+            rows = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE settled_us IS NULL AND"
+                f" ((status IN ({live}) AND hold_until_us <= ?) OR status IN ({released}))"
+                " ORDER BY hold_until_us LIMIT ?",
+                (when, limit),
+            ).fetchall()
+        return [_action(row) for row in rows]
+
+    def count_executed(self, tool: str, since: datetime) -> int:
+        params = (tool, v.to_micros(since, "since"))
+        with self._read("count executed actions") as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM actions WHERE tool = ? AND executed_us >= ?", params
+            ).fetchone()
+        return int(row[0])
+
+    # -- circuit breakers ------------------------------------------------------------------------
+
+    def save_breaker(self, breaker: BreakerRow) -> None:
+        v.breaker_row(breaker)
+        params = (
+            breaker.tool,
+            int(breaker.tripped),
+            breaker.reason,
+            breaker.by,
+            v.to_micros(breaker.at, "at"),
+        )
+        with self._write("save a circuit breaker", durable=True) as conn:
+            conn.execute(
+                "INSERT INTO tool_breakers (tool, tripped, reason, by_principal, at_us)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tool) DO UPDATE SET"
+                " tripped = excluded.tripped, reason = excluded.reason,"
+                " by_principal = excluded.by_principal, at_us = excluded.at_us",
+                params,
+            )
+
+    def breakers(self) -> list[BreakerRow]:
+        with self._read("list circuit breakers") as conn:
+            rows = conn.execute(
+                "SELECT tool, tripped, reason, by_principal, at_us FROM tool_breakers ORDER BY tool"
+            ).fetchall()
+        return [BreakerRow(t, bool(x), r, b, v.from_micros(a)) for t, x, r, b, a in rows]
+
 
 class _ThreadReader:
     """One thread's read connection, closed when the thread (and so this holder) goes away."""
@@ -488,6 +656,18 @@ def _key(row: tuple[Any, ...]) -> KeyRow:
         v.from_micros(created),
         None if revoked is None else v.from_micros(revoked),
     )
+
+
+def _micros_or_none(value: datetime | None) -> int | None:
+    return None if value is None else v.to_micros(value, "time")
+
+
+def _from_micros_or_none(value: int | None) -> datetime | None:
+    return None if value is None else v.from_micros(value)
+
+
+def _action(row: tuple[Any, ...]) -> ActionRow:
+    return action_from_row(row, v.from_micros, _from_micros_or_none)
 
 
 def _checkpoint(row: tuple[Any, ...]) -> CheckpointRow:

@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from charter.errors import InternalError, InvalidRequest
-from charter.storage.base import AuditLeaf, KeyRow, SpendRow
+from charter.storage.base import (
+    ACTION_STATUSES,
+    ActionChange,
+    ActionRow,
+    AuditLeaf,
+    BreakerRow,
+    KeyRow,
+    SpendRow,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -113,3 +121,70 @@ def built_leaves(
         raise InternalError(f"the audit builder made {len(leaves)} leaves for {count} numbers")
     audit_leaves(leaves)
     return leaves
+
+
+def status(value: str, name: str = "status") -> str:
+    """One of ``ACTION_STATUSES``."""
+    if value not in ACTION_STATUSES:
+        raise InvalidRequest(
+            f"{name} {value!r} is not an action status", hint=f"use one of {ACTION_STATUSES}"
+        )
+    return value
+
+
+def statuses(values: Sequence[str], name: str = "statuses") -> list[str]:
+    """A non-empty list of action statuses (a bare string is refused: it would be iterated)."""
+    if isinstance(values, str) or not values:
+        raise InvalidRequest(f"{name} must be a non-empty list of statuses")
+    return [status(value, name) for value in values]
+
+
+def action_row(row: ActionRow) -> None:
+    """Check every field of an action before it is stored."""
+    for name in ("id", "tool", "arguments_json", "principal_id", "claims_json"):
+        text(getattr(row, name), f"action.{name}")
+    for name in ("decision_ids_json", "reviewer_roles_json"):
+        text(getattr(row, name), f"action.{name}")
+    for name in ("excerpt", "reason"):
+        text(getattr(row, name), f"action.{name}", allow_empty=True)
+    for name in (
+        "subject",
+        "conversation_id",
+        "approval_id",
+        "control_id",
+        "approval_control_id",
+        "reviewer",
+        "review_reason",
+        "outcome_json",
+    ):
+        if getattr(row, name) is not None:
+            text(getattr(row, name), f"action.{name}", allow_empty=name == "review_reason")
+    status(row.status, "action.status")
+    for name in ("created_at", "hold_until", "updated_at"):
+        aware(getattr(row, name), f"action.{name}")
+    for name in ("deadline", "reviewed_at", "executed_at", "settled_at"):
+        if getattr(row, name) is not None:
+            aware(getattr(row, name), f"action.{name}")
+
+
+def action_change(change: ActionChange) -> None:
+    """Check a transition before it is applied."""
+    status(change.status, "change.status")
+    aware(change.at, "change.at")
+    if change.hold_until is not None:
+        aware(change.hold_until, "change.hold_until")
+    for name in ("reviewer", "outcome_json"):
+        if getattr(change, name) is not None:
+            text(getattr(change, name), f"change.{name}")
+    if change.review_reason is not None:
+        text(change.review_reason, "change.review_reason", allow_empty=True)
+
+
+def breaker_row(row: BreakerRow) -> None:
+    """Check a breaker state before it is stored."""
+    text(row.tool, "breaker.tool")
+    text(row.reason, "breaker.reason")
+    text(row.by, "breaker.by")
+    if not isinstance(row.tripped, bool):
+        raise InvalidRequest(f"breaker.tripped must be a bool, got {type(row.tripped).__name__}")
+    aware(row.at, "breaker.at")
