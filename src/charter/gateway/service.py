@@ -26,6 +26,7 @@ from charter.errors import (
     PermissionDenied,
     PolicyViolation,
     RateLimited,
+    StorageUnavailable,
 )
 from charter.gateway.keys import KeyInfo, KeyRing
 from charter.gateway.pricing import cost_micro_usd, output_cap, worst_case
@@ -302,6 +303,8 @@ def refusal(evaluation: Evaluation) -> CharterError:
         return BudgetExceeded(message, charter=charter)
     if kind == "rate_limit":
         return RateLimited(message, charter=charter)
+    if verdict.evidence.get("error") == StorageUnavailable.__name__:  # fail_closed on an outage
+        return StorageUnavailable(message, charter=charter)
     if verdict.stage is Stage.REQUEST and "error" not in verdict.evidence:
         return PermissionDenied(message, code="model_not_allowed", charter=charter)
     return PolicyViolation(message, charter=charter)
