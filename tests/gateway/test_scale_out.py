@@ -389,4 +389,3 @@ def test_two_replicas_hold_budget_and_rate_limit_and_lose_no_spend(
     # The shared counters agree: every reservation was settled to the real cost, none is left.
     counters = redis_counters(run)
     assert counters == {"budget": batch_spend, "reservations": {}, "rate": RATE_LIMIT}
-    assert elapsed < 30
