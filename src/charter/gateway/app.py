@@ -6,6 +6,7 @@ status of the ``CharterError`` behind them, so the official SDKs raise their usu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -27,7 +28,7 @@ from charter.errors import (
     NotFound,
 )
 from charter.gateway.keys import hash_key
-from charter.gateway.service import Gateway, validate_body
+from charter.gateway.service import Gateway, Outcome, validate_body
 from charter.providers.types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,19 @@ async def read_json(request: Request, what: str) -> Any:
         raise InvalidRequest(
             f"the {what} body is not valid JSON ({exc})", hint="send a JSON object"
         ) from None
+
+
+def charter_summary(outcome: Outcome) -> dict[str, Any]:
+    """What Charter did to an answer, beside the OpenAI fields (clients ignore unknown keys)."""
+    out: dict[str, Any] = {"request_id": outcome.request_id}
+    if outcome.refused_by is not None:
+        out["refused_by"] = {
+            "control": outcome.refused_by.control_id,
+            "decisions": list(outcome.refused_by.decision_ids),
+        }
+    if outcome.actions:
+        out["actions"] = outcome.actions
+    return out
 
 
 def build_app(
@@ -95,10 +109,10 @@ def build_app(
                 headers={"x-charter-request-id": outcome.request_id, "cache-control": "no-cache"},
             )
         response, outcome = await gateway.chat(info, req)
-        return JSONResponse(
-            response.to_openai(model=req.model),
-            headers={"x-charter-request-id": outcome.request_id},
-        )
+        body = response.to_openai(model=req.model)
+        if outcome.actions or outcome.refused_by is not None:
+            body["charter"] = charter_summary(outcome)
+        return JSONResponse(body, headers={"x-charter-request-id": outcome.request_id})
 
     async def embeddings(request: Request) -> Response:
         info = await gateway.authenticate(bearer(request))
@@ -133,7 +147,10 @@ def build_app(
         require_admin(request)
         return await admin.keys_endpoint(gateway, request)
 
+    from charter.gateway import actions
+
     routes = [
+        *actions.routes(gateway, require_admin, read_json, bearer, guarded),
         Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
         Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
         Route("/v1/models", guarded(models), methods=["GET"]),
@@ -144,7 +161,12 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sweeper = None
+        if gateway.actions is not None:  # approvals past their deadline are denied on time
+            sweeper = asyncio.create_task(gateway.actions.service.run_sweeper(30.0))
         yield
+        if sweeper is not None:
+            sweeper.cancel()
         if on_shutdown is not None:
             await on_shutdown()
 

@@ -13,6 +13,7 @@ from charter.counters import Counters, MemoryCounters
 from charter.document.loader import load_charter
 from charter.document.model import Charter, Provider
 from charter.errors import ConfigurationError
+from charter.gateway.actions import ToolGate, audit_listener
 from charter.gateway.keys import KeyRing
 from charter.gateway.service import Gateway, Routed
 from charter.policy.engine import Engine
@@ -42,6 +43,8 @@ class Services:
             if id(routed.client.provider) not in seen:
                 seen.add(id(routed.client.provider))
                 await routed.client.provider.aclose()
+        if self.gateway.actions is not None:
+            await self.gateway.actions.service.aclose()
         await self.counters.aclose()
         self.spend.close()
         self.audit.close()
@@ -127,7 +130,15 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
     spend = SpendWriter(store)
     spool = Spool(Path(settings.data_dir) / "audit-spool.jsonl")
     audit = AuditLog(store, open_keys(settings.data_dir), spool=spool)
-    gateway = Gateway(charter, engine, keys, models, spend, audit)
+    tools = None
+    if any(c.kind == "tool_policy" and c.mode != "off" for c in charter.controls):
+        from charter.approvals.service import ActionService
+
+        service = ActionService(
+            engine, store, counters, on_event=audit_listener(audit, engine.version)
+        )
+        tools = ToolGate(service)
+    gateway = Gateway(charter, engine, keys, models, spend, audit, tools)
     return Services(gateway, store, counters, spend, models, audit)
 
 

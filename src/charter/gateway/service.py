@@ -32,6 +32,7 @@ from charter.errors import (
     RateLimited,
     StorageUnavailable,
 )
+from charter.gateway.actions import ToolGate
 from charter.gateway.guarding import (
     Extension,
     Guarding,
@@ -50,6 +51,8 @@ from charter.providers.types import (
     ChatResponse,
     EmbeddingRequest,
     StreamChunk,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from charter.storage.base import SpendRow
@@ -76,6 +79,7 @@ class Outcome:
     refused_by: Verdict | None = None  # the guard verdict that replaced the answer
     sent_upstream: str = ""  # the last user message as the provider received it (redacted)
     audit_index: int | None = None  # the request's record in the audit log, once committed
+    actions: list[dict[str, Any]] = field(default_factory=list)  # tool calls and their fate
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,7 @@ class Gateway:
         models: Mapping[str, Routed],
         spend: SpendWriter | None = None,
         audit: AuditLog | None = None,
+        actions: ToolGate | None = None,
     ) -> None:
         self.charter = charter
         self.engine = engine
@@ -104,6 +109,7 @@ class Gateway:
         self.models = dict(models)
         self.spend = spend
         self.audit = audit
+        self.actions = actions
         self.audit_content = audit_content_form(charter)
         self.version = engine.version
         self.guarding = Guarding(engine)
@@ -192,10 +198,37 @@ class Gateway:
                 response = replace(
                     response, content=content, tool_calls=(), finish_reason="content_filter"
                 )
-            elif response.content is not None:
-                response = replace(response, content=content)
+            else:
+                if response.content is not None:
+                    response = replace(response, content=content)
+                if response.tool_calls and self.actions is not None:
+                    response = await self._screen_calls(response, req, ext, outcome)
             return replace(response, id=response_id), outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
+
+    async def _screen_calls(
+        self, response: ChatResponse, req: ChatRequest, ext: Extension, outcome: Outcome
+    ) -> ChatResponse:
+        """Keep the tool calls the charter allows; explain the ones it denied or holds."""
+        assert self.actions is not None
+        screened = await self.actions.screen(
+            outcome.principal,
+            response.tool_calls,
+            req,
+            subject=ext.subject,
+            conversation_id=ext.conversation_id,
+            attributes=ext.attributes,
+            excerpt=outcome.sent_upstream,
+            verdicts=outcome.verdicts,
+        )
+        outcome.actions = screened.actions
+        if not screened.notes:
+            return response
+        text = "\n".join(filter(None, [response.content or "", *screened.notes]))
+        finish = response.finish_reason if screened.calls else "stop"
+        return replace(
+            response, content=text, tool_calls=tuple(screened.calls), finish_reason=finish
+        )
 
     def _refused(self, outcome: Outcome, req: ChatRequest, verdict: Verdict) -> ChatResponse:
         """The answer a client gets when a guard refused its request: the control's message."""
@@ -231,7 +264,7 @@ class Gateway:
             outcome.sent_upstream = last_user_text(upstream)
             stream = routed.client.stream(upstream)
             guard = self.guarding.stream_guard(inbound, ctx, outcome.verdicts)
-            sse = self._sse(stream, guard, req, routed, admission.reservation, outcome)
+            sse = self._sse(stream, guard, req, ext, routed, admission.reservation, outcome)
             return sse, outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
@@ -268,6 +301,7 @@ class Gateway:
         stream: ChatStream,
         guard: StreamGuard,
         req: ChatRequest,
+        ext: Extension,
         routed: Routed,
         reservation: Reservation | None,
         outcome: Outcome,
@@ -283,6 +317,7 @@ class Gateway:
         first = True
         finish: StreamChunk | None = None
         closed = False
+        calls = _CallAssembler()  # tool calls are held whole until the charter has ruled on them
 
         async def close() -> None:
             nonlocal closed
@@ -301,9 +336,11 @@ class Gateway:
                     if chunk.finish_reason is not None:
                         finish = chunk
                         text += guard.finish()
-                    if text or chunk.tool_calls:
-                        out = StreamChunk(text=text, tool_calls=chunk.tool_calls)
-                        yield out.to_sse(response_id, req.model, created, first=first)
+                    calls.add(chunk.tool_calls)
+                    if text:
+                        yield StreamChunk(text=text).to_sse(
+                            response_id, req.model, created, first=first
+                        )
                         first = False
             if guard.blocked is None and finish is None:
                 tail = guard.finish()
@@ -335,9 +372,39 @@ class Gateway:
                     )
                 )
                 return
-            last = StreamChunk(
-                finish_reason=finish.finish_reason if finish else "stop", usage=stream.usage
-            )
+            finish_reason = finish.finish_reason if finish else "stop"
+            proposed = calls.calls()
+            if proposed:
+                released, notes = proposed, []
+                if self.actions is not None:
+                    screened = await self.actions.screen(
+                        outcome.principal,
+                        proposed,
+                        req,
+                        subject=ext.subject,
+                        conversation_id=ext.conversation_id,
+                        attributes=ext.attributes,
+                        excerpt=outcome.sent_upstream,
+                        verdicts=outcome.verdicts,
+                    )
+                    outcome.actions = screened.actions
+                    released, notes = screened.calls, screened.notes
+                if notes:
+                    yield StreamChunk(text="\n" + "\n".join(notes)).to_sse(
+                        response_id, req.model, created, first=first
+                    )
+                    first = False
+                if released:
+                    deltas = tuple(
+                        ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(released)
+                    )
+                    yield StreamChunk(tool_calls=deltas).to_sse(
+                        response_id, req.model, created, first=first
+                    )
+                    first = False
+                elif finish_reason == "tool_calls":
+                    finish_reason = "stop"
+            last = StreamChunk(finish_reason=finish_reason, usage=stream.usage)
             yield last.to_sse(
                 response_id, req.model, created, first=first, include_usage=req.include_usage
             )
@@ -450,6 +517,26 @@ class Gateway:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+class _CallAssembler:
+    """Puts streamed tool-call fragments back together by index."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, list[str]] = {}
+        self._meta: dict[int, tuple[str, str]] = {}
+
+    def add(self, deltas: Sequence[ToolCallDelta]) -> None:
+        for delta in deltas:
+            self._parts.setdefault(delta.index, []).append(delta.arguments)
+            call_id, name = self._meta.get(delta.index, ("", ""))
+            self._meta[delta.index] = (delta.id or call_id, delta.name or name)
+
+    def calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(self._meta[i][0], self._meta[i][1], "".join(self._parts[i]))
+            for i in sorted(self._parts)
+        ]
 
 
 def _verdict_summary(v: Verdict) -> dict[str, Any]:
