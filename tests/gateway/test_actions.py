@@ -27,19 +27,30 @@ CUSTOMER = {"subject": "cust-17", "attributes": {"customer_orders": ["4821", "48
 
 
 def refund_chat(text: str, **extra: object) -> dict[str, object]:
-    return {"model": "sim-small", "messages": [{"role": "user", "content": text}],
-            "tools": [REFUND], "charter": CUSTOMER, **extra}
+    return {
+        "model": "sim-small",
+        "messages": [{"role": "user", "content": text}],
+        "tools": [REFUND],
+        "charter": CUSTOMER,
+        **extra,
+    }
 
 
 async def test_refund_flow_through_chat(client: httpx.AsyncClient) -> None:
-    small = (await client.post("/v1/chat/completions", json=refund_chat(
-        "Please refund order 4821 $30"), headers=AUTH)).json()
+    small = (
+        await client.post(
+            "/v1/chat/completions", json=refund_chat("Please refund order 4821 $30"), headers=AUTH
+        )
+    ).json()
     (call,) = small["choices"][0]["message"]["tool_calls"]
     assert json.loads(call["function"]["arguments"]) == {"order_id": "4821", "amount_usd": 30}
     assert small["charter"]["actions"][0]["decision"] == "allow"
 
-    large = (await client.post("/v1/chat/completions", json=refund_chat(
-        "Please refund order 4822 $60"), headers=AUTH)).json()
+    large = (
+        await client.post(
+            "/v1/chat/completions", json=refund_chat("Please refund order 4822 $60"), headers=AUTH
+        )
+    ).json()
     message = large["choices"][0]["message"]
     assert not message.get("tool_calls")
     action = large["charter"]["actions"][0]
@@ -51,28 +62,42 @@ async def test_refund_flow_through_chat(client: httpx.AsyncClient) -> None:
     assert early.status_code == 409
     pending = (await client.get("/admin/v1/approvals", headers=ADMIN)).json()["data"]
     assert [p["approval_id"] for p in pending] == [action["approval_id"]]
-    approved = await client.post(f"/admin/v1/approvals/{action['approval_id']}/approve",
-                                 json={"reviewer": "ravi", "reason": "loyal customer"},
-                                 headers=ADMIN)
+    approved = await client.post(
+        f"/admin/v1/approvals/{action['approval_id']}/approve",
+        json={"reviewer": "ravi", "reason": "loyal customer"},
+        headers=ADMIN,
+    )
     assert approved.status_code == 200, approved.text
-    twice = await client.post(f"/admin/v1/approvals/{action['approval_id']}/approve",
-                              json={"reviewer": "ravi", "reason": "again"}, headers=ADMIN)
+    twice = await client.post(
+        f"/admin/v1/approvals/{action['approval_id']}/approve",
+        json={"reviewer": "ravi", "reason": "again"},
+        headers=ADMIN,
+    )
     assert twice.status_code == 409
     done = await client.post(f"/v1/charter/actions/{action['id']}/executed", headers=AUTH)
     assert done.status_code == 200, done.text
 
-    third = (await client.post("/v1/chat/completions", json=refund_chat(
-        "Please refund order 4823 $20"), headers=AUTH)).json()
+    third = (
+        await client.post(
+            "/v1/chat/completions", json=refund_chat("Please refund order 4823 $20"), headers=AUTH
+        )
+    ).json()
     assert third["charter"]["actions"][0]["decision"] == "allow"
-    fourth = (await client.post("/v1/chat/completions", json=refund_chat(
-        "Please refund order 4823 $10"), headers=AUTH)).json()
+    fourth = (
+        await client.post(
+            "/v1/chat/completions", json=refund_chat("Please refund order 4823 $10"), headers=AUTH
+        )
+    ).json()
     assert fourth["charter"]["actions"][0]["decision"] == "deny"
     assert "not allowed" in fourth["choices"][0]["message"]["content"]
 
 
 async def test_refund_on_someone_elses_order_is_denied(client: httpx.AsyncClient) -> None:
-    body = (await client.post("/v1/chat/completions", json=refund_chat(
-        "Please refund order 5555 $10"), headers=AUTH)).json()
+    body = (
+        await client.post(
+            "/v1/chat/completions", json=refund_chat("Please refund order 5555 $10"), headers=AUTH
+        )
+    ).json()
     action = body["charter"]["actions"][0]
     assert action["decision"] == "deny"
     assert "ownership" in " ".join(action["reasons"])
@@ -86,21 +111,34 @@ async def test_streamed_tool_calls_are_held_until_ruled_on(client: httpx.AsyncCl
         async for line in r.aiter_lines():
             if line.startswith("data: {"):
                 events.append(json.loads(line[6:]))
-    deltas = [d for e in events for c in e.get("choices", [])
-              for d in c["delta"].get("tool_calls", [])]
+    deltas = [
+        d for e in events for c in e.get("choices", []) for d in c["delta"].get("tool_calls", [])
+    ]
     text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
     assert deltas == []  # the denied call never left the gateway, not even in pieces
     assert "was not allowed" in text
 
 
 async def test_authorize_api_for_agent_frameworks(client: httpx.AsyncClient) -> None:
-    ok = await client.post("/v1/charter/actions/authorize", headers=AUTH, json={
-        "tool": "issue_refund", "arguments": {"order_id": "4821", "amount_usd": 25},
-        **CUSTOMER})
+    ok = await client.post(
+        "/v1/charter/actions/authorize",
+        headers=AUTH,
+        json={
+            "tool": "issue_refund",
+            "arguments": {"order_id": "4821", "amount_usd": 25},
+            **CUSTOMER,
+        },
+    )
     assert ok.status_code == 200 and ok.json()["decision"] == "allow"
-    bad = await client.post("/v1/charter/actions/authorize", headers=AUTH, json={
-        "tool": "issue_refund", "arguments": {"order_id": "48x", "amount_usd": "lots"},
-        **CUSTOMER})
+    bad = await client.post(
+        "/v1/charter/actions/authorize",
+        headers=AUTH,
+        json={
+            "tool": "issue_refund",
+            "arguments": {"order_id": "48x", "amount_usd": "lots"},
+            **CUSTOMER,
+        },
+    )
     assert bad.json()["decision"] == "deny"
     forged = await client.post("/v1/charter/actions/act_forged/executed", headers=AUTH)
     assert forged.status_code == 404

@@ -62,6 +62,10 @@ def test_tool_calls(live: LiveServer) -> None:
             model="sim-small",
             messages=[{"role": "user", "content": "Please refund order 4821 $30"}],
             tools=[REFUND_TOOL],  # type: ignore[list-item]
+            # Who the assistant acts for, so the charter can check the order is theirs.
+            extra_body={
+                "charter": {"subject": "cust-9", "attributes": {"customer_orders": ["4821"]}}
+            },
         )
     (call,) = completion.choices[0].message.tool_calls or []
     function = call.function  # type: ignore[union-attr]
