@@ -44,7 +44,7 @@ def test_the_example_passes_its_gate_and_writes_every_output(tmp_path: Path) -> 
     assert code == 0, out
     assert "gate passed (support-evals)" in out
     data = json.loads((tmp_path / "run.json").read_text())
-    assert data["gate"]["passed"] and data["baseline_run_id"] if "baseline_run_id" in data else True
+    assert data["gate"]["passed"]
     assert data["gate"]["baseline_run_id"] is not None  # compared with the pinned baseline
     overall = data["summary"]["overall"]
     assert overall["catch_rate"] == 1.0 and overall["false_refusal_rate"] == 0.0
