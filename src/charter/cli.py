@@ -516,9 +516,11 @@ def keys_hash(key_text: str | None) -> None:
 
 def _register_groups() -> None:
     from charter.audit.cli import audit
+    from charter.evals.cli import register as register_evals
 
     main.add_command(audit)
     main.add_command(approvals_group)
+    register_evals(main)
 
 
 _register_groups()

@@ -64,6 +64,7 @@ BUILTIN_MODULES = (
     "charter.audit.control",
     "charter.tools",
     "charter.approvals",
+    "charter.evals.control",
 )
 _loaded = False
 
