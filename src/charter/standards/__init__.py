@@ -10,6 +10,8 @@ The public API::
     compose(charter, principal_chain, model, caller_system, base_dir=...) -> ComposedInstructions
     repair(text, verdicts) -> str
     with_instructions(request, composed) -> ChatRequest
+    finish_answer(text, standards, principals, model, question, verdicts) -> (text, refusal)
+    finish_stream(guard, standards, principals, model, question) -> str   (instead of finish())
 
 The `standard` control kind itself (banned phrasings at the output stage) registers from
 ``charter.standards.control``.
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from charter.document.model import Charter
+from charter.standards.answers import finish_answer, finish_stream
 from charter.standards.library import (
     AppliedStandard,
     ComposedInstructions,
@@ -38,6 +41,8 @@ __all__ = [
     "Standard",
     "Standards",
     "compose",
+    "finish_answer",
+    "finish_stream",
     "repair",
     "with_instructions",
 ]

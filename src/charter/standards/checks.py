@@ -325,7 +325,7 @@ def _check_replaces(std: _Std, by_id: dict[str, _Std], kinds: dict[Any, Any]) ->
                     f"`{std.id}`",
                 )
             )
-        elif not _overlap(std, target):
+        elif std.level is not None and target.level is not None and not _overlap(std, target):
             out.append(
                 Problem(
                     where,
@@ -381,7 +381,7 @@ def _check_double_replacement(standards: list[_Std]) -> list[Problem]:
     for std in standards:
         for i, target in _strings(std.settings.get("replaces")):
             for other in first.get(target, []):
-                if _overlap(std, other):
+                if std.level is not None and other.level is not None and _overlap(std, other):
                     out.append(
                         Problem(
                             (*std.base, "replaces", i),

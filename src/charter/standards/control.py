@@ -32,7 +32,10 @@ class StandardHandler:
         # (instruction files are not read: checks do not need them).
         self.all = compile_standards(charter)
         self.standard: Standard = next(s for s in self.all if s.id == control.id)
-        self.stages = frozenset({Stage.OUTPUT}) if self.standard.banned else frozenset()
+        # A standard with required elements registers at the output stage too, though only the
+        # end of the answer judges them: so the gateway holds streams back for it at all.
+        checks = self.standard.banned or self.standard.required
+        self.stages = frozenset({Stage.OUTPUT}) if checks else frozenset()
         self._in_force: dict[tuple[tuple[str, ...], str | None], bool] = {}
 
     def in_force(self, principals: tuple[str, ...], model: str | None) -> bool:

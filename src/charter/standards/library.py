@@ -347,6 +347,7 @@ class Finalized:
     """The standards' judgement of a whole answer: its verdicts and what a repair appends."""
 
     verdicts: tuple[Verdict, ...] = ()
+    separator: str = "\n\n"  # between the answer and the appendix (see ``_separator``)
 
     @property
     def blocked(self) -> Verdict | None:
@@ -355,10 +356,12 @@ class Finalized:
 
     @property
     def appendix(self) -> str:
-        """What ``repair`` appends to the answer ('' when nothing is missing or it is blocked)."""
+        """What a repair appends to the answer, separator included: '' when nothing is missing
+        or the answer is blocked. In a stream it is the last text chunk."""
         if self.blocked is not None:
             return ""
-        return _appendix(self.verdicts, "")
+        pieces = _pieces(self.verdicts)
+        return self.separator + "\n".join(pieces) if pieces else ""
 
 
 def repair(text: str, verdicts: Sequence[Verdict]) -> str:
@@ -366,21 +369,25 @@ def repair(text: str, verdicts: Sequence[Verdict]) -> str:
 
     Verdicts of other controls, shadow verdicts and flags change nothing.
     """
-    return text + _appendix(verdicts, text)
+    pieces = _pieces(verdicts)
+    return text + _separator(text) + "\n".join(pieces) if pieces else text
 
 
-def _appendix(verdicts: Sequence[Verdict], text: str) -> str:
-    pieces = [
+def _pieces(verdicts: Sequence[Verdict]) -> list[str]:
+    return [
         piece
         for v in verdicts
         if v.enforced and v.evidence.get("check") == "answer"
         for piece in v.evidence.get("append", ())
         if isinstance(piece, str)
     ]
-    if not pieces:
+
+
+def _separator(text: str) -> str:
+    """A blank line before the appended elements, without doubling one the answer ends with."""
+    if not text or text.endswith("\n\n"):
         return ""
-    sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
-    return sep + "\n".join(pieces)
+    return "\n" if text.endswith("\n") else "\n\n"
 
 
 def _banned_hits(standard: Standard, text: str) -> list[tuple[BannedCheck, int, int]]:
@@ -604,7 +611,7 @@ class Standards:
             if not standard.enforced:
                 verdict = _shadowed(verdict)
             verdicts.append(verdict)
-        return Finalized(tuple(verdicts))
+        return Finalized(tuple(verdicts), _separator(text))
 
     def holds_whole_answer(self, principals: Sequence[str], model: str | None) -> bool:
         """Whether a stream must be held until it ends: an enforced standard in force could
