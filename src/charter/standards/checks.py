@@ -22,8 +22,8 @@ from charter.document.source import Path
 from charter.standards.matching import (
     find_all,
     fragment_problem,
-    phrase_pattern,
-    user_pattern,
+    pattern_matcher,
+    phrase_matcher,
 )
 
 LEVELS = {ORGANIZATION: 0, "team": 1, "app": 2}
@@ -412,8 +412,8 @@ def _check_required_vs_banned(standards: list[_Std]) -> list[Problem]:
             except ValidationError:
                 continue
             for owner, phrasing in banned:
-                patterns = (phrase_pattern(phrasing.phrases), user_pattern(phrasing.pattern))
-                if (owner is std or _overlap(std, owner)) and find_all(patterns, element.text):
+                matchers = (phrase_matcher(phrasing.phrases), pattern_matcher(phrasing.pattern))
+                if (owner is std or _overlap(std, owner)) and find_all(matchers, element.text):
                     out.append(
                         Problem(
                             (*std.base, "required", i, "text"),

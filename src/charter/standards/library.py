@@ -9,7 +9,6 @@ explain shows is exactly what a request carries.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,11 +28,12 @@ from charter.document.model import (
 from charter.document.version import charter_version
 from charter.policy.verdict import Action, Span, Stage, Verdict
 from charter.standards.matching import (
+    Matcher,
     find_all,
     normalize,
-    phrase_pattern,
+    pattern_matcher,
+    phrase_matcher,
     read_fragment,
-    user_pattern,
 )
 
 CACHE_SIZE = 4096
@@ -51,9 +51,9 @@ class RequiredCheck:
 
     id: str
     text: str
-    present: re.Pattern[str] | None
-    answer_tests: tuple[re.Pattern[str], ...]
-    question_tests: tuple[re.Pattern[str], ...]
+    present: Matcher | None
+    answer_tests: tuple[Matcher, ...]
+    question_tests: tuple[Matcher, ...]
     conditional: bool
     action: StandardAction
     instruction: str
@@ -63,13 +63,14 @@ class RequiredCheck:
         """Whether an answer to ``question`` must carry this element."""
         if not self.conditional:
             return True
-        return any(t.search(answer) for t in self.answer_tests) or any(
+        folded = answer.casefold()
+        return any(t.search(answer, folded) for t in self.answer_tests) or any(
             t.search(question) for t in self.question_tests
         )
 
     def found_in(self, answer: str) -> bool:
         if self.present is not None:
-            return self.present.search(answer) is not None
+            return self.present.search(answer)
         return normalize(self.text) in normalize(answer)
 
 
@@ -78,13 +79,13 @@ class BannedCheck:
     """A banned phrasing, compiled."""
 
     id: str
-    patterns: tuple[re.Pattern[str], ...]
+    matchers: tuple[Matcher, ...]
     action: BannedAction
     instruction: str | None
     message: str | None
 
     def hits(self, text: str) -> list[tuple[int, int]]:
-        return find_all(self.patterns, text)
+        return find_all(self.matchers, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +161,18 @@ def _compile(control: StandardControl, order: int, kinds: dict[str, str]) -> Sta
 
 def _required(element: RequiredElement, on_miss: StandardAction) -> RequiredCheck:
     when = element.when
-    answer_tests: list[re.Pattern[str]] = []
-    question_tests: list[re.Pattern[str]] = []
+    answer_tests: list[Matcher] = []
+    question_tests: list[Matcher] = []
     if when is not None:
         for tests, phrases, pattern in (
             (answer_tests, when.answer_mentions, when.answer_pattern),
             (question_tests, when.question_mentions, when.question_pattern),
         ):
-            tests += [p for p in (phrase_pattern(phrases), user_pattern(pattern)) if p is not None]
+            tests += [m for m in (phrase_matcher(phrases), pattern_matcher(pattern)) if m]
     return RequiredCheck(
         id=element.id,
         text=element.text,
-        present=user_pattern(element.present),
+        present=pattern_matcher(element.present),
         answer_tests=tuple(answer_tests),
         question_tests=tuple(question_tests),
         conditional=when is not None,
@@ -205,14 +206,14 @@ def _either(phrases: Sequence[str]) -> str:
 
 
 def _banned(phrasing: BannedPhrasing) -> BannedCheck:
-    patterns = [phrase_pattern(phrasing.phrases), user_pattern(phrasing.pattern)]
+    matchers = [phrase_matcher(phrasing.phrases), pattern_matcher(phrasing.pattern)]
     instruction = phrasing.instruction
     if instruction is None and phrasing.phrases:
         listed = ", ".join(f'"{p}"' for p in phrasing.phrases)
         instruction = f"Never use these phrasings, or any with the same meaning: {listed}."
     return BannedCheck(
         id=phrasing.id,
-        patterns=tuple(p for p in patterns if p is not None),
+        matchers=tuple(m for m in matchers if m is not None),
         action=phrasing.action,
         instruction=instruction,
         message=phrasing.message,
