@@ -127,6 +127,7 @@ def load_charter_text(
         for error in exc.errors(include_url=False):
             _report_validation_error(report, source.data, error)
     _cross_check(report, source.data, today or dt.date.today())
+    _check_standards(report, source.data, FilePath(file).parent)
     if charter is not None:
         _check_implemented(report, charter)
     return LoadedCharter(file, charter, sort_findings(report.findings))
@@ -636,6 +637,14 @@ def _check_control_refs(report: _Reporter, data: dict[str, Any], controls: dict[
                     f"`{ref}` is not a control",
                     _did_you_mean(ref, controls, "controls"),
                 )
+
+
+def _check_standards(report: _Reporter, data: dict[str, Any], base_dir: FilePath) -> None:
+    """Scope, precedence and instruction files of `standard` controls (charter.standards)."""
+    from charter.standards.checks import check_standards
+
+    for problem in check_standards(data, base_dir):
+        report.error(problem.path, problem.code, problem.message, problem.hint)
 
 
 # --- implementation status ---------------------------------------------------------------------

@@ -468,6 +468,188 @@ class AuditSettings(Strict):
     retention: Duration = "400d"
 
 
+# --- standards: how good work looks ------------------------------------------------------------
+
+
+ORGANIZATION = "organization"
+
+
+def _compiles(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return pattern
+
+
+class Fragment(Strict):
+    """One piece of a standard's instructions: inline text, or a file next to the charter."""
+
+    text: str | None = Field(None, min_length=1, description="The instruction text itself.")
+    file: str | None = Field(
+        None, min_length=1, description="A UTF-8 text file, relative to the charter file."
+    )
+    sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Pins the file's content, so the charter version covers it too.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Fragment:
+        if (self.text is None) == (self.file is None):
+            raise ValueError("give exactly one of text (the instruction) or file (a path)")
+        if self.sha256 is not None and self.file is None:
+            raise ValueError("sha256 pins a file: use it with file, not with text")
+        return self
+
+
+class StandardScope(Strict):
+    """Which requests a standard applies to: principals (teams, apps, users) and models."""
+
+    principals: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Principal ids, matching their members too ('*' for every principal the "
+        "owner covers).",
+    )
+    models: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, description="Model names ('*' for all)."
+    )
+
+
+class StandardAction(StrEnum):
+    FLAG = "flag"
+    REPAIR = "repair"
+    BLOCK = "block"
+
+
+class BannedAction(StrEnum):
+    FLAG = "flag"
+    BLOCK = "block"
+
+
+class Condition(Strict):
+    """When a required element applies: any test that matches makes it apply."""
+
+    answer_mentions: list[str] = Field(
+        default_factory=list, description="Words or phrases in the answer (any case)."
+    )
+    question_mentions: list[str] = Field(
+        default_factory=list, description="Words or phrases in the user's last message."
+    )
+    answer_pattern: str | None = Field(None, description="A regular expression on the answer.")
+    question_pattern: str | None = Field(
+        None, description="A regular expression on the user's last message."
+    )
+    description: str | None = Field(
+        None, description="How the condition is put to the model, e.g. 'when you cannot help'."
+    )
+
+    _answer_re = field_validator("answer_pattern", "question_pattern")(_compiles)
+
+    @model_validator(mode="after")
+    def _some_test(self) -> Condition:
+        if not (
+            self.answer_mentions
+            or self.question_mentions
+            or self.answer_pattern
+            or self.question_pattern
+        ):
+            raise ValueError(
+                "a condition needs answer_mentions, question_mentions, answer_pattern or "
+                "question_pattern; leave `when` out for an element every answer needs"
+            )
+        return self
+
+
+class RequiredElement(Strict):
+    """Something an answer must contain, e.g. a disclosure line or a link to a person."""
+
+    id: Id
+    text: str = Field(min_length=1, description="The element, as appended on repair.")
+    present: str | None = Field(
+        None,
+        description="A regular expression that recognises the element in an answer (default: "
+        "the text itself, ignoring case and spacing).",
+    )
+    when: Condition | None = Field(None, description="When it applies (default: every answer).")
+    action: StandardAction | None = Field(
+        None, description="flag, repair or block on a miss (default: the standard's on_miss)."
+    )
+    instruction: str | None = Field(None, description="How the model is told (default: derived).")
+    message: str | None = Field(None, description="The refusal shown on a block.")
+
+    _present_re = field_validator("present")(_compiles)
+
+
+class BannedPhrasing(Strict):
+    """Something an answer must never say, e.g. a promise the company cannot keep."""
+
+    id: Id
+    phrases: list[str] = Field(
+        default_factory=list, description="Words or phrases, matched whole and in any case."
+    )
+    pattern: str | None = Field(None, description="Or a regular expression (any case).")
+    action: BannedAction = Field(BannedAction.BLOCK, description="flag or block.")
+    instruction: str | None = Field(None, description="How the model is told (default: derived).")
+    message: str | None = Field(None, description="The refusal shown on a block.")
+
+    _pattern_re = field_validator("pattern")(_compiles)
+
+    @model_validator(mode="after")
+    def _some_match(self) -> BannedPhrasing:
+        if not self.phrases and self.pattern is None:
+            raise ValueError("give phrases, a pattern or both")
+        if any(not p.strip() for p in self.phrases):
+            raise ValueError("a banned phrase cannot be empty")
+        return self
+
+
+class StandardSettings(Strict):
+    """The organization's (or a team's) bar for answers: instructions composed into every request
+    in scope, and the required elements and banned phrasings checked on every answer."""
+
+    owner: str = Field(
+        ORGANIZATION,
+        description="Whose standard it is: 'organization', or the id of a team or app. "
+        "Precedence: organization, then team, then app, then the caller's own system prompt.",
+    )
+    mandatory: bool = Field(
+        False,
+        description="A mandatory standard outranks the caller's system prompt and cannot be "
+        "replaced; otherwise the caller's prompt outranks it.",
+    )
+    replaces: list[Id] = Field(
+        default_factory=list,
+        description="Standards this one replaces where both apply (never a mandatory one).",
+    )
+    scope: StandardScope = Field(default_factory=StandardScope)
+    instructions: list[Fragment] = Field(default_factory=list)
+    required: list[RequiredElement] = Field(default_factory=list)
+    banned: list[BannedPhrasing] = Field(default_factory=list)
+    on_miss: StandardAction = Field(
+        StandardAction.REPAIR,
+        description="What a missing required element does: flag (record), repair (append it) "
+        "or block.",
+    )
+    message: str | None = Field(None, description="The refusal shown on a block.")
+
+    @model_validator(mode="after")
+    def _says_something(self) -> StandardSettings:
+        if not (self.instructions or self.required or self.banned):
+            raise ValueError(
+                "an empty standard: give instructions, required elements or banned phrasings"
+            )
+        for name, items in (("required", self.required), ("banned", self.banned)):
+            ids = [item.id for item in items]
+            doubled = sorted({i for i in ids if ids.count(i) > 1})
+            if doubled:
+                raise ValueError(f"{name} ids must be unique; repeated: {', '.join(doubled)}")
+        return self
+
+
 # --- controls ----------------------------------------------------------------------------------
 
 
@@ -524,6 +706,11 @@ class AuditControl(ControlBase):
     settings: AuditSettings = Field(default_factory=AuditSettings)
 
 
+class StandardControl(ControlBase):
+    kind: Literal["standard"]
+    settings: StandardSettings
+
+
 Control = Annotated[
     GuardControl
     | BudgetControl
@@ -533,7 +720,8 @@ Control = Annotated[
     | ApprovalControl
     | EvalGateControl
     | MonitorControl
-    | AuditControl,
+    | AuditControl
+    | StandardControl,
     Field(discriminator="kind"),
 ]
 CONTROL_KINDS = (
@@ -546,6 +734,7 @@ CONTROL_KINDS = (
     "eval_gate",
     "monitor",
     "audit",
+    "standard",
 )
 
 

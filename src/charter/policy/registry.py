@@ -65,6 +65,7 @@ BUILTIN_MODULES = (
     "charter.tools",
     "charter.approvals",
     "charter.evals.control",
+    "charter.standards.control",
 )
 _loaded = False
 
