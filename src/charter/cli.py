@@ -168,15 +168,43 @@ _STATUS_STYLE = {
     default="table",
     help="table for the terminal; markdown or mermaid for docs.",
 )
-def explain(file: str, fmt: str) -> None:
+@click.option(
+    "--principal",
+    default=None,
+    help="Show the exact instructions this principal's requests carry (with --model).",
+)
+@click.option("--model", default=None, help="The model, with --principal.")
+@click.option(
+    "--system", "caller_system", default="", help="A caller's own system prompt to preview with."
+)
+def explain(
+    file: str, fmt: str, principal: str | None, model: str | None, caller_system: str
+) -> None:
     """Show the decision -> control map: owners, risks, controls, and what is left bare.
 
     \b
     Example:
       charter explain examples/support-desk/charter.yaml
       charter explain examples/support-desk/charter.yaml --format mermaid > docs/map.mmd
+      charter explain examples/support-desk/charter.yaml --principal support-bot --model sim-small
     """
     loaded, charter = _load_for_reading(file)
+    if principal or model:
+        if not (principal and model):
+            raise click.UsageError("--principal and --model go together")
+        from pathlib import Path
+
+        from charter.standards.explain import explain_standards
+
+        explain_standards(
+            charter,
+            principal,
+            model,
+            base_dir=Path(file).parent,
+            caller_system=caller_system,
+            echo=click.echo,
+        )
+        return
     cmap = coverage(charter)
     if fmt == "markdown":
         click.echo(_coverage_markdown(charter, cmap, loaded))

@@ -21,6 +21,7 @@ from charter.policy.runtime import Runtime
 from charter.providers.base import ClientSettings, ProviderClient
 from charter.providers.base import Provider as ProviderImpl
 from charter.settings import Settings
+from charter.standards import Standards
 from charter.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
             engine, store, counters, on_event=audit_listener(audit, engine.version)
         )
         tools = ToolGate(service)
-    gateway = Gateway(charter, engine, keys, models, spend, audit, tools)
+    standards = Standards(charter, base_dir=Path(path).parent)
+    gateway = Gateway(charter, engine, keys, models, spend, audit, tools, standards)
     return Services(gateway, store, counters, spend, models, audit)
 
 

@@ -36,6 +36,7 @@ from charter.gateway.actions import ToolGate
 from charter.gateway.guarding import (
     Extension,
     Guarding,
+    Inbound,
     StreamGuard,
     refusal_text,
     split_extension,
@@ -55,6 +56,9 @@ from charter.providers.types import (
     ToolCallDelta,
     Usage,
 )
+from charter.standards import Standards
+from charter.standards.answers import finish_answer, finish_stream
+from charter.standards.request import with_instructions
 from charter.storage.base import SpendRow
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,7 @@ class Gateway:
         spend: SpendWriter | None = None,
         audit: AuditLog | None = None,
         actions: ToolGate | None = None,
+        standards: Standards | None = None,
     ) -> None:
         self.charter = charter
         self.engine = engine
@@ -110,6 +115,7 @@ class Gateway:
         self.spend = spend
         self.audit = audit
         self.actions = actions
+        self.standards = standards or Standards(charter, base_dir=None)
         self.audit_content = audit_content_form(charter)
         self.version = engine.version
         self.guarding = Guarding(engine)
@@ -178,6 +184,7 @@ class Gateway:
             if inbound.refusal is not None:
                 await self._release(admission.reservation)
                 return self._refused(outcome, req, inbound.refusal), outcome
+            self._compose(inbound, ctx, req, outcome)
             upstream = replace(
                 inbound.request, max_tokens=output_cap(req, routed.spec), stream=False
             )
@@ -199,12 +206,43 @@ class Gateway:
                     response, content=content, tool_calls=(), finish_reason="content_filter"
                 )
             else:
-                if response.content is not None:
+                content, refused = finish_answer(
+                    content,
+                    self.standards,
+                    ctx.principals,
+                    req.model,
+                    last_user_text(req),
+                    outcome.verdicts,
+                )
+                if refused is not None:
+                    outcome.refused_by = refused
+                    return replace(
+                        response,
+                        id=response_id,
+                        content=refusal_text(refused),
+                        tool_calls=(),
+                        finish_reason="content_filter",
+                    ), outcome
+                if response.content is not None or content:
                     response = replace(response, content=content)
                 if response.tool_calls and self.actions is not None:
                     response = await self._screen_calls(response, req, ext, outcome)
             return replace(response, id=response_id), outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
+
+    def _compose(
+        self, inbound: Inbound, ctx: RequestContext, req: ChatRequest, outcome: Outcome
+    ) -> None:
+        """Put the organization's standards into the request, in the charter's precedence."""
+        composed = self.standards.compose(ctx.principals, req.model, inbound.request.system_prompt)
+        inbound.request = with_instructions(inbound.request, composed)
+        outcome.verdicts += composed.verdicts()  # the audit record names the standards applied
+
+    def _finish_text(self, guard: StreamGuard, req: ChatRequest, outcome: Outcome) -> str:
+        """The end of a stream: guards and standards judge the whole answer, then the held-back
+        tail (and any element a standard repairs in) is released."""
+        principals = self.engine.principals_of(outcome.principal)
+        return finish_stream(guard, self.standards, principals, req.model, last_user_text(req))
 
     async def _screen_calls(
         self, response: ChatResponse, req: ChatRequest, ext: Extension, outcome: Outcome
@@ -258,12 +296,16 @@ class Gateway:
                 await self._release(admission.reservation)
                 refused = self._refused(outcome, req, inbound.refusal)
                 return self._sse_refusal(refused, req, outcome), outcome
+            self._compose(inbound, ctx, req, outcome)
             upstream = replace(
                 inbound.request, max_tokens=output_cap(req, routed.spec), stream=True
             )
             outcome.sent_upstream = last_user_text(upstream)
             stream = routed.client.stream(upstream)
             guard = self.guarding.stream_guard(inbound, ctx, outcome.verdicts)
+            guard.whole_answer = guard.whole_answer or self.standards.holds_whole_answer(
+                ctx.principals, req.model
+            )
             sse = self._sse(stream, guard, req, ext, routed, admission.reservation, outcome)
             return sse, outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
@@ -335,7 +377,9 @@ class Gateway:
                         break
                     if chunk.finish_reason is not None:
                         finish = chunk
-                        text += guard.finish()
+                        text += self._finish_text(guard, req, outcome)
+                        if guard.blocked is not None:
+                            break
                     calls.add(chunk.tool_calls)
                     if text:
                         yield StreamChunk(text=text).to_sse(
@@ -343,7 +387,7 @@ class Gateway:
                         )
                         first = False
             if guard.blocked is None and finish is None:
-                tail = guard.finish()
+                tail = self._finish_text(guard, req, outcome)
                 if tail:
                     yield StreamChunk(text=tail).to_sse(
                         response_id, req.model, created, first=first
