@@ -21,7 +21,14 @@ def test_demo_shows_each_enforced_decision() -> None:
     assert "HTTP 401 (intruder)" in text
     assert "streamed in" in text
     assert "the provider received:" in text and "<EMAIL_ADDRESS_1>" in text
+    assert "verified" in text[text.index("The audit trail") :]
     assert "secrets-guard" in text and "don't share credentials" in text
+    assert "block by input-injection for decision no-jailbreaks" in text
+    assert "block by untrusted-injection for decision untrusted-content-is-hostile" in text
+    assert "(charter: allow)" in text and "(charter: review)" in text
+    assert "ravi approved" in text and "reported: executed" in text
+    assert "[rule ownership]" in text and "3 already counted" in text
+    assert "Refunds follow our refund policy" in text
     summary = text[text.index("What the charter stopped") :]
     for control in (
         "model-allowlist",
@@ -29,5 +36,8 @@ def test_demo_shows_each_enforced_decision() -> None:
         "app-rate-limits",
         "pii-redaction",
         "secrets-guard",
+        "input-injection",
+        "untrusted-injection",
+        "refund-policy",
     ):
         assert control in summary
