@@ -62,6 +62,7 @@ BUILTIN_MODULES = (
     "charter.limits",
     "charter.guards.control",
     "charter.audit.control",
+    "charter.monitors.control",
 )
 _loaded = False
 
