@@ -48,7 +48,7 @@ BUCKETS_PER_WINDOW = 12
 MIN_SAMPLES = 20  # per window: fewer observations than this say nothing either way
 SIGNIFICANCE_Z = 3.0
 PSI_NOISE_FACTOR = 3.0
-REARM_RATIO = 0.8
+REARM_RATIO = 0.5
 MAX_SERIES = 1000  # per monitor; series are principals of the charter, so this is a safety net
 
 RATE_STATISTICS = frozenset({"verdict_rate", "refusal_rate", "escalation_rate"})
