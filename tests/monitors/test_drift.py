@@ -1,4 +1,4 @@
-"""Drift monitors on replayed traffic: a stream whose mix shifts raises an alert, a stable one not."""
+"""Drift monitors on replayed traffic: a shifting mix raises an alert, a stable one does not."""
 
 from __future__ import annotations
 
