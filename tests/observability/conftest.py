@@ -36,6 +36,7 @@ class Observed:
     observer: Observer
     client: httpx.AsyncClient
     charter_path: str
+    database: str
 
 
 def wire(services: Services, observer: Observer) -> None:
@@ -73,7 +74,8 @@ def observed_factory(tmp_path: Path) -> Iterator[Factory]:
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://charter"
         )
-        made.append(Observed(services, observer, client, path))
+        database = f"sqlite:///{tmp_path}/charter.db"  # where make_services puts it
+        made.append(Observed(services, observer, client, path, database))
         return made[-1]
 
     yield make

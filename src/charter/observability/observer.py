@@ -81,6 +81,7 @@ class Observer:
         self.metrics_token = metrics_token
         self.clock = clock
         self.metrics = Metrics(charter)
+        self.content_allowed = content_allowed(charter)
         if charter_version:
             self.metrics.set_version(charter_version)
         self._chains: dict[str, tuple[str, ...]] = {}
@@ -142,6 +143,7 @@ class Observer:
                 latency_s,
                 operation=op,
                 charter_version=self.version,
+                content_allowed=self.content_allowed,
                 traceparent=traceparent,
             )
         if request_log.isEnabledFor(logging.INFO):

@@ -37,10 +37,12 @@ class Tracing:
         self,
         tracer_provider: Any = None,
         *,
-        include_content: bool = False,
+        include_content: bool = True,
         providers: Mapping[str, str] | None = None,
         service_name: str = "charter",
     ) -> None:
+        """``include_content=False`` keeps prompt text off spans even where the charter allows
+        it; True (the default) puts it on exactly when the charter allows it."""
         sdk_trace = _sdk()
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
@@ -65,7 +67,7 @@ class Tracing:
         endpoint: str,
         *,
         headers: Mapping[str, str] | None = None,
-        include_content: bool = False,
+        include_content: bool = True,
         providers: Mapping[str, str] | None = None,
         service_name: str = "charter",
     ) -> Tracing:
@@ -95,10 +97,14 @@ class Tracing:
         *,
         operation: str = "chat",
         charter_version: str | None = None,
+        content_allowed: bool = False,
         traceparent: str | None = None,
         end_ns: int | None = None,
     ) -> None:
-        """Emit the span of a request that ended ``latency_s`` seconds after it started."""
+        """Emit the span of a request that ended ``latency_s`` seconds after it started.
+
+        ``content_allowed`` says whether the charter lets redacted prompt text be kept.
+        """
         end = time.time_ns() if end_ns is None else end_ns
         start = end - max(0, int(latency_s * 1e9))
         context = self._propagator.extract({"traceparent": traceparent}) if traceparent else None
@@ -106,7 +112,9 @@ class Tracing:
             f"{operation} {outcome.model}",
             context=context,
             kind=self._kind,
-            attributes=self._attributes(outcome, operation, charter_version),
+            attributes=self._attributes(
+                outcome, operation, charter_version, content_allowed and self.include_content
+            ),
             start_time=start,
         )
         for v in outcome.verdicts:
@@ -126,7 +134,7 @@ class Tracing:
         span.end(end_time=end)
 
     def _attributes(
-        self, outcome: Outcome, operation: str, charter_version: str | None
+        self, outcome: Outcome, operation: str, charter_version: str | None, content: bool
     ) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": operation,
@@ -150,7 +158,7 @@ class Tracing:
             attrs["charter.refused_by"] = outcome.refused_by.control_id
         if outcome.status >= 400:
             attrs["error.type"] = str(outcome.status)
-        if self.include_content and outcome.sent_upstream:
+        if content and outcome.sent_upstream:
             attrs["gen_ai.input.messages"] = json.dumps(
                 [{"role": "user", "parts": [{"type": "text", "content": outcome.sent_upstream}]}]
             )

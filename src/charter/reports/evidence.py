@@ -331,8 +331,11 @@ def _decision_evidence(
     counts: dict[str, Counter[str]] = {c.id: Counter() for c in serving}
     shadow: dict[str, Counter[str]] = {c.id: Counter() for c in serving}
     requests = escalations = 0
+    # An audit control rules on no request, yet every record is its work.
+    everything = any(c.kind == "audit" and c.mode is not Mode.OFF for c in serving)
     for record, obs in observations:
-        if decision_id not in record.decision_ids and not ids & set(record.control_ids):
+        named = decision_id in record.decision_ids or ids & set(record.control_ids)
+        if not (named or everything):
             continue
         requests += 1
         escalated = False
