@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -154,6 +155,7 @@ class Metrics:
             ["charter_version"],
             registry=r,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._budgets = [
             _BudgetLine(
                 c.id,
@@ -173,6 +175,15 @@ class Metrics:
             if c.kind == "monitor" and c.mode is not Mode.OFF:
                 self.drift_threshold.labels(self.control(c.id)).set(c.settings.threshold)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the children are few (bounded labels) and looking
+        one up in the client takes a lock and builds a key on every call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def set_version(self, version: str) -> None:
         self.info.labels(version).set(1)
 
@@ -182,25 +193,26 @@ class Metrics:
         team = self._team.get(principal, NONE)
         model = self.model(obs.model)
         outcome = obs.outcome_class
-        self.requests.labels(principal, team, model, outcome).inc()
-        self.latency.labels(model, outcome).observe(max(0.0, latency_s))
+        child = self._child
+        child(self.requests, principal, team, model, outcome).inc()
+        child(self.latency, model, outcome).observe(max(0.0, latency_s))
         if obs.input_tokens:
-            self.tokens.labels(principal, model, "input").inc(obs.input_tokens)
+            child(self.tokens, principal, model, "input").inc(obs.input_tokens)
         if obs.output_tokens:
-            self.tokens.labels(principal, model, "output").inc(obs.output_tokens)
+            child(self.tokens, principal, model, "output").inc(obs.output_tokens)
         if obs.cost_micro_usd:
-            self.cost.labels(principal, team, model).inc(obs.cost_micro_usd / MICRO)
+            child(self.cost, principal, team, model).inc(obs.cost_micro_usd / MICRO)
         for v in verdicts:
             control = self.control(v.control_id)
             enforced = "true" if v.enforced else "false"
             for decision in v.decision_ids or (NONE,):
                 decision_label = self.decision(decision)
-                self.verdicts.labels(control, decision_label, v.action.value, enforced).inc()
+                child(self.verdicts, control, decision_label, v.action.value, enforced).inc()
             if v.action.value == "escalate":
-                self.escalations.labels(control).inc()
+                child(self.escalations, control).inc()
         if obs.upstream_error:
             status = str(obs.status)
-            self.upstream_errors.labels(model, status if status in STATUSES else OTHER).inc()
+            child(self.upstream_errors, model, status if status in STATUSES else OTHER).inc()
 
     def alert(self, alert: DriftAlert) -> None:
         """Count a drift alert (an ``AlertSink``)."""
