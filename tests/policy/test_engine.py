@@ -125,12 +125,11 @@ def test_one_off_evaluate() -> None:
 def test_unimplemented_kind_refuses_to_compile() -> None:
     text = CHARTER.replace(
         "principals:\n",
-        "  - {id: m, kind: monitor, serves: [rates], settings: "
-        "{statistic: refusal_rate, threshold: 0.1}}\nprincipals:\n",
+        "  - {id: m, kind: audit, serves: [rates], settings: {retention: 30d}}\nprincipals:\n",
     ).replace("enforced_by: [rates]", "enforced_by: [rates, m]")
     loaded = load_charter_text(text)
     assert loaded.charter is not None
-    with pytest.raises(NotImplementedSetting, match="monitor"):
+    with pytest.raises(NotImplementedSetting, match="retention"):
         Engine(loaded.charter)
 
 

@@ -60,6 +60,7 @@ class RecordKind(StrEnum):
     EVAL_RUN = "eval_run"  # an eval suite ran against a charter version
     ERASURE = "erasure"  # content kept outside the log was erased on request
     RETENTION = "retention"  # records past retention were summarised into a signed checkpoint
+    DRIFT_ALERT = "drift_alert"  # a monitor control's statistic crossed its threshold
 
 
 class ContentForm(StrEnum):

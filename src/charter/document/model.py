@@ -69,6 +69,13 @@ class Decision(Strict):
     enforced_by: list[Id] = Field(
         default_factory=list, description="Ids of the controls that enforce this decision."
     )
+    frameworks: list[
+        Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*:[A-Za-z0-9][A-Za-z0-9.-]*$")]
+    ] = Field(
+        default_factory=list,
+        description="External framework items this decision answers, as FRAMEWORK:ITEM, e.g. "
+        "owasp-llm-2025:LLM01, nist-ai-rmf:MEASURE, eu-ai-act:art-12 (see docs/observability.md).",
+    )
 
 
 # --- control settings, one model per kind -----------------------------------------------------
@@ -459,6 +466,14 @@ class MonitorSettings(Strict):
     baseline_window: Duration = "7d"
     threshold: float = Field(gt=0)
     webhook: str | None = Field(None, pattern=r"^https?://")
+    webhook_secret_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the HMAC key that signs alerts.",
+    )
+    webhook_format: Literal["charter", "slack"] = Field(
+        "charter", description="charter (the alert as JSON) or slack (a Slack-compatible text)."
+    )
 
 
 class AuditSettings(Strict):

@@ -66,6 +66,7 @@ BUILTIN_MODULES = (
     "charter.approvals",
     "charter.evals.control",
     "charter.standards.control",
+    "charter.monitors.control",
 )
 _loaded = False
 

@@ -1,0 +1,1 @@
+"""Catalogs of external frameworks (one YAML file each) that charter decisions can name."""
