@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from rich.console import Console
 
 from charter.demo import run_demo
 
 
-def test_demo_shows_each_enforced_decision() -> None:
+def test_demo_shows_each_enforced_decision(tmp_path: Path) -> None:
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False)
-    assert run_demo(console) == 0
+    report = tmp_path / "evidence.md"
+    assert run_demo(console, report_path=str(report)) == 0
+    evidence = report.read_text()
+    assert "refund-limits" in evidence and "head-of-support" in evidence
     text = out.getvalue()
     assert "HTTP 403 (marketing-writer)" in text and "decision approved-models" in text
     assert "HTTP 429 (marketing-writer)" in text and "decision team-budgets" in text

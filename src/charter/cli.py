@@ -412,7 +412,14 @@ def serve(**flags: Any) -> None:
     default=None,
     help="Another charter to demo (default: examples/support-desk).",
 )
-def demo(charter_path: str | None) -> None:
+@click.option(
+    "--report",
+    "report_path",
+    default="charter-demo-evidence.md",
+    show_default=True,
+    help="Where to write the evidence report of the demo traffic (.md, .html or .json).",
+)
+def demo(charter_path: str | None, report_path: str) -> None:
     """Run the support-desk charter on live traffic and narrate every verdict.
 
     Starts the gateway on a loopback port with the built-in simulated model (no network, no
@@ -424,7 +431,7 @@ def demo(charter_path: str | None) -> None:
     """
     from charter.demo import run_demo
 
-    sys.exit(run_demo(console, charter_path=charter_path))
+    sys.exit(run_demo(console, charter_path=charter_path, report_path=report_path))
 
 
 @main.group()
@@ -545,10 +552,14 @@ def keys_hash(key_text: str | None) -> None:
 def _register_groups() -> None:
     from charter.audit.cli import audit
     from charter.evals.cli import register as register_evals
+    from charter.monitors.cli import status
+    from charter.reports.cli import report
 
     main.add_command(audit)
     main.add_command(approvals_group)
     register_evals(main)
+    main.add_command(status)
+    main.add_command(report)
 
 
 _register_groups()

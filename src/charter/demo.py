@@ -462,7 +462,11 @@ def _seed_month_end(services: Services) -> None:
 
 
 def run_demo(
-    console: Console, *, charter_path: str | None = None, database: str | None = None
+    console: Console,
+    *,
+    charter_path: str | None = None,
+    database: str | None = None,
+    report_path: str = "charter-demo-evidence.md",
 ) -> int:
     """Play the demo; returns the process exit code."""
     try:
@@ -480,6 +484,7 @@ def run_demo(
             environ={},
         )
         services = build_services(settings)
+        started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         try:
             _seed_month_end(services)
             console.print(
@@ -499,6 +504,7 @@ def run_demo(
                     demo.close()
             _summary(console, demo)
             _audit_summary(console, services)
+            _status_and_report(console, services, started, report_path)
         finally:
             asyncio.run(services.aclose())
     return 0
@@ -538,4 +544,24 @@ def _audit_summary(console: Console, services: Services) -> None:
     console.print(
         f"{checkpoint.tree_size} records (every request above, refused or answered), signed "
         f"checkpoint root {checkpoint.root_hash.hex()[:16]}… by key {checkpoint.key_id}: {state}"
+    )
+
+
+def _status_and_report(
+    console: Console, services: Services, started: dt.datetime, report_path: str
+) -> None:
+    """`charter status` for the demo traffic, and its evidence report per decision."""
+    from charter.monitors.cli import print_status
+    from charter.reports.cli import make_report, write_report
+
+    gateway = services.gateway
+    console.rule("[bold]charter status")
+    print_status(console, gateway.charter, gateway.version, services.store)
+    report = make_report(
+        gateway.charter, gateway.version, services.store, started, dt.datetime.now(dt.UTC)
+    )
+    write_report(report, report_path)
+    console.print(
+        f"Evidence report for the demo traffic: [bold]{report_path}[/] (per decision: "
+        "owner, controls, verdicts, approvals, checkpoints, framework coverage)."
     )

@@ -19,10 +19,14 @@ def example_with(
     frameworks: dict[str, list[str]] | None = None,
     content: str | None = None,
 ) -> str:
-    """The example charter's text with ``monitors`` appended (each serving no-jailbreaks),
+    """The example charter's text with ``monitors`` appended (each serving no-jailbreaks) and
+    its own monitors switched off (so a test sees only the alerts of the monitors it adds),
     framework items on decisions, and optionally another audit content form."""
     data = load_charter_text(EXAMPLE.read_text()).require()
     doc: dict[str, Any] = data.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    for control in doc["controls"]:
+        if control["kind"] == "monitor":
+            control["mode"] = "off"
     for monitor in monitors or []:
         monitor = {"kind": "monitor", "serves": ["no-jailbreaks"], **monitor}
         doc["controls"].append(monitor)

@@ -67,6 +67,10 @@ def observed_factory(tmp_path: Path) -> Iterator[Factory]:
             tmp_path / "charter.yaml", MONITORS if monitors is None else monitors, **(charter or {})
         )
         services = make_services(tmp_path, path)
+        # Replace the factory's observer with one whose latency the tests control.
+        assert services.gateway.observer is not None
+        services.gateway.observer.close()
+        services.gateway.observer = None
         observer = Observer.for_gateway(services.gateway, **observer_kwargs)
         wire(services, observer)
         app = build_app(services.gateway, admin_key_hash=hash_key(ADMIN_KEY))

@@ -149,7 +149,9 @@ def build_app(
 
     from charter.gateway import actions
 
+    observed = gateway.observer.routes(gateway) if gateway.observer is not None else []
     routes = [
+        *observed,
         *actions.routes(gateway, require_admin, read_json, bearer, guarded),
         Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
         Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),

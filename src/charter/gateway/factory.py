@@ -16,6 +16,7 @@ from charter.errors import ConfigurationError
 from charter.gateway.actions import ToolGate, audit_listener
 from charter.gateway.keys import KeyRing
 from charter.gateway.service import Gateway, Routed
+from charter.observability import Observer
 from charter.policy.engine import Engine
 from charter.policy.runtime import Runtime
 from charter.providers.base import ClientSettings, ProviderClient
@@ -47,6 +48,8 @@ class Services:
         if self.gateway.actions is not None:
             await self.gateway.actions.service.aclose()
         await self.counters.aclose()
+        if self.gateway.observer is not None:
+            self.gateway.observer.close()
         self.spend.close()
         self.audit.close()
         self.store.close()
@@ -141,6 +144,11 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
         tools = ToolGate(service)
     standards = Standards(charter, base_dir=Path(path).parent)
     gateway = Gateway(charter, engine, keys, models, spend, audit, tools, standards)
+    gateway.observer = Observer.for_gateway(gateway)
+    if tools is not None:
+        gateway.observer.set_approvals_pending(
+            lambda: float(len(store.list_actions(statuses=["pending"], limit=100_000)))
+        )
     return Services(gateway, store, counters, spend, models, audit)
 
 

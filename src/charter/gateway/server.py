@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from charter.gateway.app import build_app
 from charter.gateway.factory import build_services
 from charter.gateway.keys import hash_key
+from charter.observability import setup_logging
 from charter.settings import Settings
 
 
@@ -14,9 +13,7 @@ def serve(settings: Settings) -> None:
     """Build the gateway from ``settings`` and serve it until interrupted."""
     import uvicorn
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
     services = build_services(settings)
     app = build_app(
         services.gateway,

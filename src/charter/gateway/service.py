@@ -43,6 +43,7 @@ from charter.gateway.guarding import (
 )
 from charter.gateway.keys import KeyInfo, KeyRing
 from charter.gateway.pricing import cost_micro_usd, output_cap, worst_case
+from charter.observability import Observer
 from charter.policy.context import RequestContext
 from charter.policy.engine import Admission, Engine, Evaluation
 from charter.policy.verdict import Action, Stage, Verdict
@@ -84,6 +85,8 @@ class Outcome:
     sent_upstream: str = ""  # the last user message as the provider received it (redacted)
     audit_index: int | None = None  # the request's record in the audit log, once committed
     actions: list[dict[str, Any]] = field(default_factory=list)  # tool calls and their fate
+    started: float = field(default_factory=time.perf_counter)
+    operation: str = "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class Gateway:
         self.audit = audit
         self.actions = actions
         self.standards = standards or Standards(charter, base_dir=None)
+        self.observer: Observer | None = None  # metrics, traces, drift; set by the factory
         self.audit_content = audit_content_form(charter)
         self.version = engine.version
         self.guarding = Guarding(engine)
@@ -494,6 +498,8 @@ class Gateway:
         del self.recent[:-200]
         if self.audit is not None:
             outcome.audit_index = await self.audit.append(self._draft(outcome))
+        if self.observer is not None:  # never raises; drift alerts go out off the request path
+            self.observer.observe(outcome, time.perf_counter() - outcome.started)
 
     def _draft(self, outcome: Outcome) -> Draft:
         """The audit record of one request, holding content only in the form the charter allows."""
@@ -536,7 +542,7 @@ class Gateway:
 
     async def embed(self, info: KeyInfo, req: EmbeddingRequest) -> tuple[dict[str, Any], Outcome]:
         """Embeddings under the route, budget and rate-limit controls."""
-        outcome = Outcome(new_request_id(), info.principal, req.model)
+        outcome = Outcome(new_request_id(), info.principal, req.model, operation="embeddings")
         async with self._finishing(outcome):
             routed = self._route(req.model, info.principal)
             inputs = sum(len(text.encode()) for text in req.input)
