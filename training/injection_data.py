@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import hard_cases
+
 Split = Literal["train", "tune", "test"]
 ROOT = Path(__file__).resolve().parent.parent
 HAND_WRITTEN = ROOT / "training" / "data"
@@ -37,6 +39,11 @@ ATTACK_FILES = {
 HAND_FILES = {
     "hand_negatives": "hard_negatives.jsonl",
     "hand_positives": "hard_positives.jsonl",
+}
+# Hand-written for evaluation only: never trained or tuned on, whatever the split says.
+EVAL_FILES = {
+    "eval_negatives": "eval_hard_negatives.jsonl",
+    "eval_positives": "eval_hard_positives.jsonl",
 }
 POSITIONS = ("start", "middle", "end")
 
@@ -148,6 +155,29 @@ def split_prompts() -> dict[Split, list[Example]]:
     out: dict[Split, list[Example]] = {"train": [], "tune": [], "test": []}
     for ex in examples:
         out[splits[ex.id]].append(ex)
+    return out
+
+
+def hard_splits() -> dict[Split, list[Example]]:
+    """The hard-case sets by split: templated cases by the split of their template
+    (``hard_cases.py``), plus the hand-written evaluation sets, which are all ``test``.
+
+    Kept apart from :func:`split_prompts` so the shared data's splits and figures stay comparable
+    across model versions; the training script adds ``train`` to training and uses ``tune`` for a
+    false-refusal budget.
+    """
+    out: dict[Split, list[Example]] = {"train": [], "tune": [], "test": []}
+    for split, cases in hard_cases.templated_cases().items():
+        out[split].extend(  # type: ignore[index]
+            Example(c.id, c.text, c.label, c.source, c.category, c.group) for c in cases
+        )
+    for name, rel in EVAL_FILES.items():
+        for row in _read(HAND_WRITTEN / rel):
+            label = int(row["label"] == "attack")
+            text = str(row["text"])
+            out["test"].append(
+                Example(str(row["id"]), text, label, name, str(row["category"]), _squash(text))
+            )
     return out
 
 

@@ -1,22 +1,26 @@
 """Train the injection detector and write ``src/charter/guards/models/injection.npz``.
 
 Usage: ``pip install -e '.[train]' && python training/train_injection.py`` (about two minutes on
-two cores). Everything is deterministic: the splits are hash-based (see ``injection_data.py``), the
+two cores; ``--direct-only`` or ``--untrusted-only`` with ``--no-test`` for sweeps). Everything is
+deterministic: the splits are hash-based (see ``injection_data.py`` and ``hard_cases.py``), the
 solver is liblinear with a fixed seed, and the archive is written with fixed timestamps, so a rerun
 on the same data rebuilds the same bytes.
 
 Two heads share one featurizer (``charter.guards.injection.hashed_features``):
 
 - ``direct``: user prompts. Benign: CLINC150, Banking77, GSM8K, GPTeacher role-play and toolformer,
-  hand-written hard negatives. Attacks: Tensor Trust hijacking and extraction, JailbreakBench,
-  hand-written hard positives.
+  hand-written hard negatives, templated hard negatives (training templates of ``hard_cases.py``).
+  Attacks: Tensor Trust hijacking and extraction, JailbreakBench, hand-written and templated hard
+  positives. The hard-case sources may take up to ``HARD_WEIGHT_CAP`` times the mean row weight.
 - ``untrusted``: 512-character windows of content the user did not write. Positives: BIPIA contexts
   with training attacks planted at the start, middle or end (only the windows holding the attack),
   plus the direct attacks. Negatives: clean windows of training contexts and GPTeacher reference
   answers (prose that looks like retrieved text).
 
-Thresholds are chosen on the tune split only; the test split is scored once, at the end, for the
-model card.
+Thresholds are chosen on the tune split only; for ``direct`` the block threshold must also keep
+false refusals on the templated hard negatives of the tune split (templates unseen in training)
+within ``HARD_FRR``. The test split and the held-out hard cases are scored at the end, for the model
+card; ``--no-test`` skips that during sweeps.
 """
 
 from __future__ import annotations
@@ -60,7 +64,14 @@ TARGET_FPR = 0.005
 SOURCE_FPR = 0.01
 UNTRUSTED_CONTEXT_FPR = 0.02
 SOURCE_WEIGHT_CAP = 5.0
+# The hard cases (templated and hand-written) are few and matter most: a higher cap lets each such
+# source take its full share of its class.
+HARD_SOURCES = ("templated_negatives", "templated_positives", "hand_negatives", "hand_positives")
+HARD_WEIGHT_CAP = 20.0
+# False-refusal budget on the templated hard negatives of the tune split (unseen templates).
+HARD_FRR = 0.01
 PLANTED = 4
+PER_CONTEXT = 8
 # Clean context windows are the scarce negatives of the untrusted head: take more, overlapping.
 CONTEXT_STRIDE = 128
 ESCALATE_FPR = 0.02
@@ -101,7 +112,9 @@ def window_rows(text: str, label: int, source: str = "") -> list[Row]:
     return rows
 
 
-def source_weights(rows: Sequence[Row], cap: float = SOURCE_WEIGHT_CAP) -> np.ndarray:
+def source_weights(
+    rows: Sequence[Row], cap: float = SOURCE_WEIGHT_CAP, hard_cap: float = HARD_WEIGHT_CAP
+) -> np.ndarray:
     """Sample weights that give each class half the total and, within a class, each source an
     equal share (capped at ``cap`` times the class mean per row): otherwise 18,000 CLINC queries
     drown 2,000 role-play prompts, the hard negatives that matter most."""
@@ -113,16 +126,19 @@ def source_weights(rows: Sequence[Row], cap: float = SOURCE_WEIGHT_CAP) -> np.nd
             counts[rows[i].source] += 1
         per_source = len(idx) / len(counts)
         for i in idx:
-            weights[i] = min(per_source / counts[rows[i].source], cap)
+            limit = hard_cap if rows[i].source in HARD_SOURCES else cap
+            weights[i] = min(per_source / counts[rows[i].source], limit)
         weights[idx] *= (len(rows) / 2) / weights[idx].sum()
     return weights
 
 
-def fit(rows: Sequence[Row], c: float) -> tuple[np.ndarray, float]:
+def fit(
+    rows: Sequence[Row], c: float, hard_cap: float = HARD_WEIGHT_CAP
+) -> tuple[np.ndarray, float]:
     x = featurize([r.text for r in rows])
     y = np.array([r.label for r in rows])
     clf = LogisticRegression(C=c, solver="liblinear", random_state=SEED, max_iter=1000)
-    clf.fit(x, y, sample_weight=source_weights(rows))
+    clf.fit(x, y, sample_weight=source_weights(rows, hard_cap=hard_cap))
     # Shipped as float16: rounding here means every figure below is measured on shipped weights.
     weights = clf.coef_[0].astype(np.float16).astype(np.float32)
     return weights, float(clf.intercept_[0])
@@ -187,17 +203,38 @@ def breakdown(
 
 
 def train_direct(
-    splits: dict[data.Split, list[data.Example]], c: float
+    splits: dict[data.Split, list[data.Example]],
+    hard: dict[data.Split, list[data.Example]],
+    c: float,
+    hard_cap: float = HARD_WEIGHT_CAP,
+    hard_frr: float = HARD_FRR,
 ) -> tuple[InjectionModel, dict[str, Any]]:
-    rows = [r for ex in splits["train"] for r in window_rows(ex.text, ex.label, ex.source)]
-    weights, bias = fit(rows, c)
+    train = [*splits["train"], *hard["train"]]
+    rows = [r for ex in train for r in window_rows(ex.text, ex.label, ex.source)]
+    weights, bias = fit(rows, c, hard_cap)
     model = as_model("direct", weights, bias)
     tune = splits["tune"]
     tune_scores = scores(model, (e.text for e in tune))
-    threshold = direct_threshold(tune, tune_scores, TARGET_FPR, SOURCE_FPR)
-    low = min(threshold, direct_threshold(tune, tune_scores, ESCALATE_FPR, 4 * SOURCE_FPR))
+    hard_scores = scores(model, (e.text for e in hard["tune"]))
+    hard_benign = np.array(
+        [s for s, e in zip(hard_scores, hard["tune"], strict=True) if e.label == 0]
+    )
+    threshold = max(
+        direct_threshold(tune, tune_scores, TARGET_FPR, SOURCE_FPR),
+        threshold_at_fpr(hard_benign, hard_frr),
+    )
+    low = min(
+        threshold,
+        max(
+            direct_threshold(tune, tune_scores, ESCALATE_FPR, 4 * SOURCE_FPR),
+            threshold_at_fpr(hard_benign, 3 * hard_frr),
+        ),
+    )
     model = InjectionModel("direct", weights, bias, BITS, threshold, (low, threshold))
-    report = {"tune": breakdown(tune_scores, tune, threshold)}
+    report = {
+        "tune": breakdown(tune_scores, tune, threshold),
+        "tune_hard": breakdown(hard_scores, hard["tune"], threshold),
+    }
     return model, report
 
 
@@ -239,6 +276,7 @@ def untrusted_rows(
     prompts: Sequence[data.Example],
     extra_benign: Sequence[str],
     per_context: int,
+    planted: int,
     rng: np.random.Generator,
 ) -> list[Row]:
     rows: list[Row] = []
@@ -255,7 +293,7 @@ def untrusted_rows(
             Row(ctx.text[s:e], 0, f"context/{ctx.task}")
             for s, e in windows(len(ctx.text), WINDOW, CONTEXT_STRIDE)
         )
-        for pool, source, n in ((attacks, "bipia", per_context), (requests, "planted", PLANTED)):
+        for pool, source, n in ((attacks, "bipia", per_context), (requests, "planted", planted)):
             for k in rng.choice(len(pool), size=min(n, len(pool)), replace=False):
                 position = data.POSITIONS[int(rng.integers(len(data.POSITIONS)))]
                 doc = data.plant(ctx, pool[int(k)], position)
@@ -310,16 +348,21 @@ def indirect_breakdown(
 
 
 def train_untrusted(
-    prompt_splits: dict[data.Split, list[data.Example]], c: float, per_context: int = 8
+    prompt_splits: dict[data.Split, list[data.Example]],
+    c: float,
+    per_context: int = PER_CONTEXT,
+    planted: int = PLANTED,
 ) -> tuple[InjectionModel, dict[str, Any]]:
     ctx, atk = data.split_indirect()
     rng = np.random.default_rng(SEED)
     rows = untrusted_rows(
         ctx["train"],
         atk["train"],
+        # Not the templated hard cases: with them, tune detection fell from 90.6 % to 89.7 %.
         prompt_splits["train"],
         reference_answers("train"),
         per_context,
+        planted,
         rng,
     )
     weights, bias = fit(rows, c)
@@ -377,21 +420,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ARTIFACT)
     parser.add_argument("--direct-c", type=float, default=DIRECT_C)
     parser.add_argument("--untrusted-c", type=float, default=UNTRUSTED_C)
+    parser.add_argument("--hard-cap", type=float, default=HARD_WEIGHT_CAP)
+    parser.add_argument("--planted", type=int, default=PLANTED)
+    parser.add_argument("--per-context", type=int, default=PER_CONTEXT)
+    parser.add_argument(
+        "--untrusted-only",
+        action="store_true",
+        help="sweeps: train and tune the untrusted head only",
+    )
+    parser.add_argument("--hard-frr", type=float, default=HARD_FRR)
     parser.add_argument(
         "--no-test", action="store_true", help="tune only: do not score the test split (for sweeps)"
+    )
+    parser.add_argument(
+        "--direct-only", action="store_true", help="sweeps: train and tune the direct head only"
     )
     args = parser.parse_args(argv)
     t0 = time.time()
     splits = data.split_prompts()
-    print({k: len(v) for k, v in splits.items()}, file=sys.stderr)
-    direct, direct_report = train_direct(splits, args.direct_c)
+    hard = data.hard_splits()
+    print(
+        {k: len(v) for k, v in splits.items()},
+        {k: len(v) for k, v in hard.items()},
+        file=sys.stderr,
+    )
+    if args.untrusted_only:
+        untrusted, report = train_untrusted(
+            splits, args.untrusted_c, args.per_context, args.planted
+        )
+        print("untrusted tune", json.dumps(report["tune"]["pooled"]), file=sys.stderr)
+        return 0
+    direct, direct_report = train_direct(
+        splits, hard, args.direct_c, hard_cap=args.hard_cap, hard_frr=args.hard_frr
+    )
+    tune_hard = direct_report["tune_hard"]
     print(
         "direct tune",
         json.dumps(direct_report["tune"]["pooled"]),
         f"t={direct.threshold:.4f}",
+        "roleplay",
+        json.dumps(direct_report["tune"]["source:gpteacher_roleplay"]),
+        "hard-neg",
+        json.dumps(tune_hard["source:templated_negatives"]),
+        "hard-pos",
+        json.dumps(tune_hard["source:templated_positives"]),
         file=sys.stderr,
     )
-    untrusted, untrusted_report = train_untrusted(splits, args.untrusted_c)
+    if args.direct_only:
+        return 0
+    untrusted, untrusted_report = train_untrusted(
+        splits, args.untrusted_c, args.per_context, args.planted
+    )
     print(
         "untrusted tune",
         json.dumps(untrusted_report["tune"]["pooled"]),
@@ -402,6 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         test = splits["test"]
         direct_report["test"] = breakdown(
             scores(direct, (e.text for e in test)), test, direct.threshold
+        )
+        direct_report["test_hard"] = breakdown(
+            scores(direct, (e.text for e in hard["test"])), hard["test"], direct.threshold
         )
         ctx, atk = data.split_indirect()
         s, docs = indirect_eval(untrusted, ctx["test"], atk["test"])
@@ -422,6 +504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "source_fpr": SOURCE_FPR,
         "untrusted_context_fpr": UNTRUSTED_CONTEXT_FPR,
         "escalate_fpr": ESCALATE_FPR,
+        "hard_weight_cap": args.hard_cap,
+        "hard_frr": args.hard_frr,
+        "planted": args.planted,
+        "per_context": args.per_context,
         "direct": model_meta(direct, direct_report),
         "untrusted": model_meta(untrusted, untrusted_report),
     }

@@ -1,8 +1,10 @@
 """Benchmark of the injection scanner: held-out quality per source and category, and latency.
 
 Usage: ``python bench/guards/bench_injection.py [--repeat 300]``. Quality is measured on the test
-split of ``training/injection_data.py`` (never trained or tuned on) at the shipped thresholds;
-latency is wall time of ``InjectionScanner.scan`` on one core, after a warm-up.
+split of ``training/injection_data.py`` (never trained or tuned on) at the shipped thresholds, and
+on the held-out hard cases (templated cases whose templates are in the test split, plus the
+hand-written evaluation sets); latency is wall time of ``InjectionScanner.scan`` on one core,
+after a warm-up.
 """
 
 from __future__ import annotations
@@ -48,6 +50,22 @@ def direct_quality(scanner: InjectionScanner) -> None:
     _table(f"direct, held-out test split, threshold {scanner.threshold:.4f}", groups, hits, labels)
 
 
+def hard_quality(scanner: InjectionScanner) -> None:
+    test = data.hard_splits()["test"]
+    hits = np.array([scanner.scan(e.text).score >= scanner.threshold for e in test])
+    labels = np.array([e.label for e in test])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(test):
+        groups["pooled"].append(i)
+        groups[ex.source].append(i)
+        groups[ex.stratum].append(i)
+    title = (
+        "direct, held-out hard cases (unseen templates, hand-written), "
+        f"threshold {scanner.threshold:.4f}"
+    )
+    _table(title, groups, hits, labels)
+
+
 def indirect_quality(scanner: InjectionScanner) -> None:
     contexts, attacks = data.split_indirect()
     docs = data.documents(contexts["test"], attacks["test"])
@@ -67,8 +85,12 @@ def indirect_quality(scanner: InjectionScanner) -> None:
 def latency(scanners: Sequence[InjectionScanner], repeat: int) -> None:
     test = data.split_prompts()["test"]
     corpus = "\n".join(e.text for e in test if e.label == 0)
+    # CPU time of the calling thread beside wall time: on a shared, loaded machine wall time
+    # measures the neighbours, CPU time measures the scanner.
     print(
-        "\nlatency of scan(), one core\n\n| scanner | size | p50 ms | p99 ms |\n|---|---|---|---|"
+        "\nlatency of scan(), one core\n\n"
+        "| scanner | size | wall p50 ms | wall p99 ms | CPU p50 ms | CPU p99 ms |\n"
+        "|---|---|---|---|---|---|"
     )
     for scanner in scanners:
         for size in (100, 1_000, 10_000):
@@ -77,13 +99,15 @@ def latency(scanners: Sequence[InjectionScanner], repeat: int) -> None:
             texts = [corpus[o : o + size] for o in offsets]
             for text in texts[:20]:
                 scanner.scan(text)
-            samples = []
+            wall, cpu = [], []
             for text in texts[20:]:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 scanner.scan(text)
-                samples.append(time.perf_counter() - start)
-            p50, p99 = np.percentile(samples, [50, 99]) * 1e3
-            print(f"| {scanner.name} | {size} B | {p50:.3f} | {p99:.3f} |")
+                cpu.append(time.thread_time() - start_cpu)
+                wall.append(time.perf_counter() - start)
+            w50, w99 = np.percentile(wall, [50, 99]) * 1e3
+            c50, c99 = np.percentile(cpu, [50, 99]) * 1e3
+            print(f"| {scanner.name} | {size} B | {w50:.3f} | {w99:.3f} | {c50:.3f} | {c99:.3f} |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     direct, untrusted = InjectionScanner("direct"), InjectionScanner("untrusted")
     if not args.latency_only:
         direct_quality(direct)
+        hard_quality(direct)
         indirect_quality(untrusted)
     latency([direct, untrusted], args.repeat)
     return 0
