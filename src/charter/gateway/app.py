@@ -28,6 +28,7 @@ from charter.errors import (
     NotFound,
 )
 from charter.gateway.keys import hash_key
+from charter.gateway.messages import error_body, to_chat_request, to_events, to_message
 from charter.gateway.service import Gateway, Outcome, validate_body
 from charter.providers.types import ChatRequest, EmbeddingRequest
 
@@ -114,6 +115,31 @@ def build_app(
             body["charter"] = charter_summary(outcome)
         return JSONResponse(body, headers={"x-charter-request-id": outcome.request_id})
 
+    async def anthropic_messages(request: Request) -> Response:
+        """Anthropic-style clients: the same path, their request and answer shapes, their errors."""
+        try:
+            info = await gateway.authenticate(bearer(request))
+            req = to_chat_request(await read_json(request, "messages"))
+            if req.stream:
+                chunks, outcome = await gateway.chat_stream(info, req)
+                message_id = "msg_" + outcome.request_id.removeprefix("req_")
+                return StreamingResponse(
+                    to_events(chunks, req.model, message_id),
+                    media_type="text/event-stream",
+                    headers={"x-charter-request-id": outcome.request_id, **version_header},
+                )
+            response, outcome = await gateway.chat(info, req)
+            return JSONResponse(
+                to_message(response, req.model),
+                headers={"x-charter-request-id": outcome.request_id, **version_header},
+            )
+        except CharterError as exc:
+            return JSONResponse(error_body(exc), status_code=exc.status, headers=version_header)
+        except Exception:
+            log.exception("unhandled error on /v1/messages")
+            failure = InternalError("Charter failed while handling this request; this is a bug")
+            return JSONResponse(error_body(failure), status_code=500, headers=version_header)
+
     async def embeddings(request: Request) -> Response:
         info = await gateway.authenticate(bearer(request))
         body = validate_body(await read_json(request, "embeddings"), "embeddings")
@@ -155,6 +181,7 @@ def build_app(
         *actions.routes(gateway, require_admin, read_json, bearer, guarded),
         Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
         Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
+        Route("/v1/messages", anthropic_messages, methods=["POST"]),
         Route("/v1/models", guarded(models), methods=["GET"]),
         Route("/healthz", guarded(health), methods=["GET"]),
         Route("/admin/v1/keys", guarded(admin_keys), methods=["GET", "POST"]),
