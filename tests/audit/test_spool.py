@@ -83,12 +83,34 @@ def test_replay_after_a_crash_mid_replay_does_not_duplicate(tmp_path: Path) -> N
     # holds the records and the spool still lists them.
     flaky.down.clear()
     entries = spool.pending()
-    from charter.audit.log import draft_from_json
+    from charter.audit.log import Prepared, draft_from_json
 
-    log._append([draft_from_json(e) for e in entries[:2]])
+    log._append([Prepared.of(draft_from_json(e)) for e in entries[:2]])
     log.close()  # drains: entries 0-1 are found in the log and skipped, 2-3 appended
     ids = [r.decode() for r in stored_leaf_bytes(store)]
     assert sum(entries[0]["details"]["spool_id"] in r for r in ids) == 1
     assert sum(entries[3]["details"]["spool_id"] in r for r in ids) == 1
     assert not spool.has_pending()
     store.close()
+
+
+def test_prepared_leaf_is_byte_identical_to_the_record_encoding() -> None:
+    """The writer splices index and time into bytes encoded by the submitter; the result must be
+    exactly the canonical encoding (quotes and keys inside values must not confuse it)."""
+    from charter.audit.log import Prepared
+    from charter.audit.records import Content, leaf_bytes, utc_now
+
+    tricky = 'he said "index":0,"kind": and "time":"1970-01-01T00:00:00.000000Z" \u2028 \x01'
+    for time_given in (None, "2026-01-02T03:04:05.000006Z"):
+        d = Draft(
+            kind=RecordKind.VERDICT,
+            request_id="r",
+            principal="p",
+            reason=tricky,
+            content=(Content.redacted("input", tricky),),
+            details={"x": tricky, "n": 3},
+            time=time_given,
+        )
+        now = utc_now()
+        for index in (0, 7, 123456789):
+            assert Prepared.of(d).leaf(index, now) == leaf_bytes(d.record(index, now))

@@ -104,6 +104,39 @@ def draft_from_json(data: dict[str, Any]) -> Draft:
     )
 
 
+_TIME_PLACEHOLDER = "1970-01-01T00:00:00.000000Z"
+_INDEX_KEY = b'"index":0,"kind":'
+_TIME_KEY = b'"time":"' + _TIME_PLACEHOLDER.encode() + b'"'
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A draft validated and encoded once, by whoever submits it, with only its index (and time)
+    left to fill in under the sequencer. In canonical JSON a quote inside a string is escaped,
+    so ``"index":0,"kind":`` and ``"time":"..."`` occur only where the keys are."""
+
+    head: bytes
+    mid: bytes
+    tail: bytes
+    fixed_time: bool
+
+    @classmethod
+    def of(cls, draft: Draft) -> Prepared:
+        data = leaf_bytes(draft.record(0, draft.time or _TIME_PLACEHOLDER))
+        cut = data.index(_INDEX_KEY) + len(b'"index":')
+        head, rest = data[:cut], data[cut + 1 :]
+        if draft.time is not None:
+            return cls(head, rest, b"", True)
+        at = rest.index(_TIME_KEY) + len(b'"time":"')
+        return cls(head, rest[:at], rest[at + len(_TIME_PLACEHOLDER) :], False)
+
+    def leaf(self, index: int, time: str) -> bytes:
+        """The record's leaf bytes: exactly ``leaf_bytes(draft.record(index, time))``."""
+        if self.fixed_time:
+            return self.head + str(index).encode() + self.mid
+        return self.head + str(index).encode() + self.mid + time.encode() + self.tail
+
+
 @dataclass(frozen=True, slots=True)
 class AuditKeys:
     """The checkpoint signing key and the key of the content hashes."""
@@ -141,6 +174,7 @@ def open_keys(data_dir: str | os.PathLike[str]) -> AuditKeys:
 @dataclass
 class _Pending:
     draft: Draft
+    prepared: Prepared
     future: concurrent.futures.Future[int | None]
 
 
@@ -179,7 +213,8 @@ class AuditLog:
         """Queue a record; the future gives its sequence number once committed, or None once it
         is durably spooled because the database is unreachable."""
         future: concurrent.futures.Future[int | None] = concurrent.futures.Future()
-        self._queue.put(_Pending(draft, future))
+        # Validated and encoded here, in the caller, not in the one writer thread.
+        self._queue.put(_Pending(draft, Prepared.of(draft), future))
         return future
 
     async def append(self, draft: Draft) -> int | None:
@@ -214,19 +249,19 @@ class AuditLog:
             if stop:
                 return
 
-    def _append(self, drafts: Sequence[Draft]) -> list[int]:
+    def _append(self, prepared: Sequence[Prepared]) -> list[int]:
         now = utc_now()
         at = dt.datetime.now(dt.UTC)
 
         def build(first: int) -> list[AuditLeaf]:
             leaves = []
-            for offset, draft in enumerate(drafts):
-                data = leaf_bytes(draft.record(first + offset, now))
+            for offset, item in enumerate(prepared):
+                data = item.leaf(first + offset, now)
                 leaves.append(AuditLeaf(leaf_hash(data), data.decode(), at))
             return leaves
 
-        numbers = self.store.append_audit_built(len(drafts), build)
-        self._since_checkpoint += len(drafts)
+        numbers = self.store.append_audit_built(len(prepared), build)
+        self._since_checkpoint += len(prepared)
         return numbers
 
     def _commit(self, batch: Sequence[_Pending]) -> None:
@@ -234,7 +269,7 @@ class AuditLog:
             self._to_spool(batch)  # older records still wait in the spool: keep the order
             return
         try:
-            numbers = self._append([p.draft for p in batch])
+            numbers = self._append([p.prepared for p in batch])
         except Exception as exc:
             if self.spool is not None and isinstance(exc, StorageUnavailable):
                 log.warning("audit store unavailable, spooling %d records: %s", len(batch), exc)
@@ -285,7 +320,7 @@ class AuditLog:
             rest = entries[skip:]
             for start in range(0, len(rest), self.max_batch):
                 chunk = rest[start : start + self.max_batch]
-                self._append([draft_from_json(e) for e in chunk])
+                self._append([Prepared.of(draft_from_json(e)) for e in chunk])
                 self.spool.advance(len(chunk))
         except StorageUnavailable as exc:
             log.info("audit spool waits for the store: %s", exc)
