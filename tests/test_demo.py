@@ -17,6 +17,9 @@ def test_demo_shows_each_enforced_decision(tmp_path: Path) -> None:
     assert run_demo(console, report_path=str(report)) == 0
     evidence = report.read_text()
     assert "refund-limits" in evidence and "head-of-support" in evidence
+    # Per standard: how often answers met it, were repaired or blocked (issue 10).
+    row = next(line for line in evidence.splitlines() if line.startswith("| refund-disclosure |"))
+    assert "repaired 1" in row
     text = out.getvalue()
     assert "HTTP 403 (marketing-writer)" in text and "decision approved-models" in text
     assert "HTTP 429 (marketing-writer)" in text and "decision team-budgets" in text

@@ -526,7 +526,7 @@ class GatewayRunner:
         failures = _verdict_failures(case, actual, deciding_id)
         advisory: list[str] = []
         if answer is not None:
-            failures += await self._check_answer(case, answer, advisory)
+            failures += await self._check_answer(case, answer, advisory, verdicts)
         return CaseResult(
             case_id=case.id,
             category=case.category,
@@ -545,7 +545,9 @@ class GatewayRunner:
             tags=tuple(case.tags),
         )
 
-    async def _check_answer(self, case: Case, answer: str, advisory: list[str]) -> list[str]:
+    async def _check_answer(
+        self, case: Case, answer: str, advisory: list[str], verdicts: Sequence[Verdict] = ()
+    ) -> list[str]:
         failures = []
         system = "\n".join(m.content for m in case.messages if m.role == "system")
         prompt = next((m.content for m in reversed(case.messages) if m.role == "user"), "")
@@ -553,7 +555,9 @@ class GatewayRunner:
             score = None
             if assertion.grader is not None and self.grader is not None:
                 score = await self.grader.score(prompt, answer)
-            problem = check(assertion, answer, system_prompt=system, grader_score=score)
+            problem = check(
+                assertion, answer, system_prompt=system, grader_score=score, verdicts=verdicts
+            )
             if problem is None:
                 continue
             if assertion.grader is not None and not self.grader_trusted:

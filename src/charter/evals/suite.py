@@ -64,6 +64,13 @@ class GraderCheck(_Data):
     min_score: float = Field(0.5, ge=0, le=1)
 
 
+class StandardCheck(_Data):
+    """A standard of the charter must have ended with this outcome on the answer."""
+
+    id: str = Field(min_length=1, description="The standard control's id.")
+    outcome: Literal["met", "repaired", "flagged", "blocked"] = "met"
+
+
 class Assertion(_Data):
     """One check on the answer of an end-to-end run; exactly one field is set."""
 
@@ -74,6 +81,7 @@ class Assertion(_Data):
     no_pii: bool | None = None
     no_canary: bool | None = None
     grader: GraderCheck | None = None
+    standard: StandardCheck | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Assertion:
@@ -81,7 +89,7 @@ class Assertion(_Data):
         if len(given) != 1:
             raise ValueError(
                 "each answer assertion sets exactly one of contains, not_contains, regex, "
-                f"json_schema, no_pii, no_canary, grader (got {given or 'none'})"
+                f"json_schema, no_pii, no_canary, grader, standard (got {given or 'none'})"
             )
         return self
 

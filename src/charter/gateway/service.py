@@ -595,6 +595,9 @@ def _verdict_summary(v: Verdict) -> dict[str, Any]:
         out["shadow"] = True
     if v.score is not None:
         out["score"] = round(v.score, 4)
+    outcome = v.evidence.get("outcome")
+    if "standard" in v.evidence and isinstance(outcome, str):
+        out["outcome"] = outcome  # met, repaired, flagged, blocked: per-standard evidence
     return out
 
 

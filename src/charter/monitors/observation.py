@@ -29,6 +29,7 @@ class Ruling:
     enforced: bool = True
     score: float | None = None
     topic: str | None = None  # what the control found: a topic name, a PII entity type
+    outcome: str | None = None  # a standard's outcome: met, repaired, flagged or blocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,15 @@ class Observation:
 
 
 def _ruling(v: Verdict) -> Ruling:
-    return Ruling(v.control_id, v.action, v.enforced, v.score, _topic(v))
+    outcome = v.evidence.get("outcome") if "standard" in v.evidence else None
+    return Ruling(
+        v.control_id,
+        v.action,
+        v.enforced,
+        v.score,
+        _topic(v),
+        outcome if isinstance(outcome, str) else None,
+    )
 
 
 def _topic(v: Verdict) -> str | None:
@@ -161,6 +170,7 @@ def _record_rulings(raw: Any) -> tuple[Ruling, ...]:
                 enforced=not item.get("shadow", False),
                 score=float(score) if isinstance(score, int | float) else None,
                 topic=topic if isinstance(topic, str) else None,
+                outcome=str(item["outcome"]) if isinstance(item.get("outcome"), str) else None,
             )
         )
     return tuple(out)

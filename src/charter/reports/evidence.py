@@ -36,6 +36,7 @@ class ControlActivity:
     mode: str
     verdicts: Mapping[str, int]
     shadow_verdicts: Mapping[str, int]
+    outcomes: Mapping[str, int] = field(default_factory=dict)  # a standard's: met, repaired...
 
     @property
     def rulings(self) -> int:
@@ -54,6 +55,7 @@ class ControlActivity:
             "rulings": self.rulings,
             "fired": self.fired,
             "verdicts": dict(self.verdicts),
+            "outcomes": dict(self.outcomes),
             "shadow_verdicts": dict(self.shadow_verdicts),
         }
 
@@ -330,6 +332,7 @@ def _decision_evidence(
     ids = {c.id for c in serving}
     counts: dict[str, Counter[str]] = {c.id: Counter() for c in serving}
     shadow: dict[str, Counter[str]] = {c.id: Counter() for c in serving}
+    outcomes: dict[str, Counter[str]] = {c.id: Counter() for c in serving}
     requests = escalations = 0
     # An audit control rules on no request, yet every record is its work.
     everything = any(c.kind == "audit" and c.mode is not Mode.OFF for c in serving)
@@ -343,6 +346,8 @@ def _decision_evidence(
             if ruling.control in ids:
                 (counts if ruling.enforced else shadow)[ruling.control][ruling.action.value] += 1
                 escalated |= ruling.action is Action.ESCALATE
+                if ruling.outcome is not None and ruling.outcome != "applied":
+                    outcomes[ruling.control][ruling.outcome] += 1
         escalations += escalated
 
     def refs(kind: RecordKind) -> tuple[RecordRef, ...]:
@@ -353,7 +358,14 @@ def _decision_evidence(
         )
 
     controls = tuple(
-        ControlActivity(c.id, c.kind, c.mode.value, dict(counts[c.id]), dict(shadow[c.id]))
+        ControlActivity(
+            c.id,
+            c.kind,
+            c.mode.value,
+            dict(counts[c.id]),
+            dict(shadow[c.id]),
+            dict(outcomes[c.id]),
+        )
         for c in serving
     )
     monitored = any(c.kind == "monitor" and c.mode is not Mode.OFF for c in serving)

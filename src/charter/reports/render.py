@@ -53,6 +53,7 @@ def _sections(report: EvidenceReport) -> list[tuple[str, list[str], list[list[st
                 str(c.fired),
                 _counts(c.verdicts),
                 _counts(c.shadow_verdicts),
+                _counts(c.outcomes) if c.outcomes else "",
             ]
             for c in d.controls
         ]
@@ -66,7 +67,16 @@ def _sections(report: EvidenceReport) -> list[tuple[str, list[str], list[list[st
         out.append(
             (
                 f"Controls of {d.id}",
-                ["control", "kind", "mode", "rulings", "fired", "verdicts", "shadow verdicts"],
+                [
+                    "control",
+                    "kind",
+                    "mode",
+                    "rulings",
+                    "fired",
+                    "verdicts",
+                    "shadow verdicts",
+                    "standard met / repaired / flagged / blocked",
+                ],
                 rows,
             )
         )
