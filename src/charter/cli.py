@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -26,29 +25,14 @@ from charter.document.loader import LoadedCharter, load_charter
 from charter.document.model import Charter
 from charter.document.version import charter_version, short_version
 from charter.errors import CharterError
-from charter.settings import BY_NAME, SETTINGS, resolve, settings_markdown
-
-F = TypeVar("F", bound=Callable[..., Any])
+from charter.options import setting_option
+from charter.settings import SETTINGS, resolve, settings_markdown
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
-
-
-def setting_option(name: str) -> Callable[[F], F]:
-    """A click option derived from the settings table (flag, env var and help in one place)."""
-    setting = BY_NAME[name]
-    return click.option(
-        setting.flag,
-        name,
-        default=None,
-        envvar=setting.env,
-        show_envvar=True,
-        help=f"{setting.help} [default: {setting.default}]",
-        type=click.Choice(setting.choices) if setting.choices else setting.type,
-    )
 
 
 class CharterGroup(click.Group):

@@ -16,28 +16,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from charter.settings import BY_NAME, resolve
+from charter.options import setting_option as _setting
+from charter.settings import resolve
 
 if TYPE_CHECKING:
     from charter.approvals.service import ActionService
     from charter.storage.base import ActionRow
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 console = Console(highlight=False)
-
-
-def _setting(name: str) -> Callable[[F], F]:
-    setting = BY_NAME[name]
-    return click.option(
-        setting.flag,
-        name,
-        default=None,
-        envvar=setting.env,
-        show_envvar=True,
-        help=f"{setting.help} [default: {setting.default}]",
-    )
 
 
 def _with_service(

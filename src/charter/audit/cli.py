@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -24,25 +23,11 @@ from charter.audit.log import (
 from charter.audit.merkle import MerkleLevels, leaf_hash
 from charter.audit.verify import build_bundle, verify_bundle, verify_log
 from charter.errors import NotFound
-from charter.settings import BY_NAME, resolve
+from charter.options import setting_option as _option
+from charter.settings import resolve
 from charter.storage import Store, open_store
 
 console = Console(highlight=False)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _option(name: str) -> Callable[[F], F]:
-    setting = BY_NAME[name]
-    return click.option(
-        setting.flag,
-        name,
-        default=None,
-        envvar=setting.env,
-        show_envvar=True,
-        help=f"{setting.help} [default: {setting.default}]",
-    )
 
 
 def _store(flags: dict[str, Any]) -> Store:

@@ -7,10 +7,10 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -23,26 +23,13 @@ from charter.document.model import Charter, EvalGateControl, EvalThresholds
 from charter.errors import InvalidRequest
 from charter.evals.runner import CaseResult, Run
 from charter.evals.suite import Case, Suite, load_suite
-from charter.settings import BY_NAME, resolve
+from charter.options import setting_option as _option
+from charter.settings import resolve
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 EXIT_GATE_FAILED = 1
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _option(name: str) -> Callable[[F], F]:
-    setting = BY_NAME[name]
-    return click.option(
-        setting.flag,
-        name,
-        default=None,
-        envvar=setting.env,
-        show_envvar=True,
-        help=f"{setting.help} [default: {setting.default}]",
-    )
 
 
 def _charter(path: str) -> Charter:

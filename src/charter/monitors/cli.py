@@ -21,8 +21,9 @@ from charter.document.model import Charter, duration_seconds
 from charter.errors import InvalidRequest
 from charter.monitors.drift import DriftMonitor, Reading
 from charter.monitors.observation import Observation
+from charter.options import setting_option as setting
 from charter.policy.runtime import principal_chain
-from charter.reports.cli import open_state, read_records, setting
+from charter.reports.cli import open_state, read_records
 from charter.reports.usage import usage_rows
 from charter.storage import Store
 

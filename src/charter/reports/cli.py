@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -15,26 +14,12 @@ from charter.audit.records import AuditRecord
 from charter.document.loader import load_charter
 from charter.document.model import Charter
 from charter.errors import ConfigurationError, InvalidRequest
+from charter.options import setting_option as setting
 from charter.reports.catalog import load_mapping
 from charter.reports.evidence import EvidenceReport, build_report
 from charter.reports.render import FORMATS, format_for, render
-from charter.settings import BY_NAME, resolve
+from charter.settings import resolve
 from charter.storage import Store, open_store
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def setting(name: str) -> Callable[[F], F]:
-    """A click option derived from the settings table."""
-    s = BY_NAME[name]
-    return click.option(
-        s.flag,
-        name,
-        default=None,
-        envvar=s.env,
-        show_envvar=True,
-        help=f"{s.help} [default: {s.default}]",
-    )
 
 
 def read_records(store: Store) -> list[AuditRecord]:
