@@ -90,6 +90,19 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A request ready for the upstream (or refused by an input guard: ``inbound.refusal``)."""
+
+    request: ChatRequest  # as the caller sent it, without the charter options
+    ext: Extension
+    routed: Routed
+    ctx: RequestContext
+    admission: Admission
+    inbound: Inbound
+    upstream: ChatRequest  # with standards composed in, redacted, fenced, max_tokens capped
+
+
+@dataclass(frozen=True, slots=True)
 class Routed:
     """A model the charter knows, and the client that calls its provider."""
 
@@ -180,19 +193,18 @@ class Gateway:
         """A non-streamed chat completion under the charter."""
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome):
-            req, ext = split_extension(req)
-            routed = self._route(req.model, info.principal)
-            ctx = self._context(info, outcome.request_id, req, routed, ext)
-            admission = await self._admit(ctx, outcome)
-            inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts)
-            if inbound.refusal is not None:
-                await self._release(admission.reservation)
-                return self._refused(outcome, req, inbound.refusal), outcome
-            self._compose(inbound, ctx, req, outcome)
-            upstream = replace(
-                inbound.request, max_tokens=output_cap(req, routed.spec), stream=False
+            prep = await self._prepare(info, req, outcome, stream=False)
+            req, ext, routed, ctx, admission, inbound = (
+                prep.request,
+                prep.ext,
+                prep.routed,
+                prep.ctx,
+                prep.admission,
+                prep.inbound,
             )
-            outcome.sent_upstream = last_user_text(upstream)
+            if inbound.refusal is not None:
+                return self._refused(outcome, req, inbound.refusal), outcome
+            upstream = prep.upstream
             try:
                 response = await routed.client.generate(upstream)
             except BaseException:
@@ -272,6 +284,24 @@ class Gateway:
             response, content=text, tool_calls=tuple(screened.calls), finish_reason=finish
         )
 
+    async def _prepare(
+        self, info: KeyInfo, req: ChatRequest, outcome: Outcome, *, stream: bool
+    ) -> _Prepared:
+        """Everything before the upstream call, the same for streamed and whole answers: route,
+        admission, input guards, standards. A guard's refusal releases the reservation."""
+        req, ext = split_extension(req)
+        routed = self._route(req.model, info.principal)
+        ctx = self._context(info, outcome.request_id, req, routed, ext)
+        admission = await self._admit(ctx, outcome)
+        inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts)
+        if inbound.refusal is not None:
+            await self._release(admission.reservation)
+            return _Prepared(req, ext, routed, ctx, admission, inbound, req)
+        self._compose(inbound, ctx, req, outcome)
+        upstream = replace(inbound.request, max_tokens=output_cap(req, routed.spec), stream=stream)
+        outcome.sent_upstream = last_user_text(upstream)
+        return _Prepared(req, ext, routed, ctx, admission, inbound, upstream)
+
     def _refused(self, outcome: Outcome, req: ChatRequest, verdict: Verdict) -> ChatResponse:
         """The answer a client gets when a guard refused its request: the control's message."""
         outcome.refused_by = verdict
@@ -291,21 +321,19 @@ class Gateway:
         an ordinary HTTP error; spend is settled when the stream ends, however it ends."""
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome, streaming=True):
-            req, ext = split_extension(req)
-            routed = self._route(req.model, info.principal)
-            ctx = self._context(info, outcome.request_id, req, routed, ext)
-            admission = await self._admit(ctx, outcome)
-            inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts)
+            prep = await self._prepare(info, req, outcome, stream=True)
+            req, ext, routed, ctx, admission, inbound = (
+                prep.request,
+                prep.ext,
+                prep.routed,
+                prep.ctx,
+                prep.admission,
+                prep.inbound,
+            )
             if inbound.refusal is not None:
-                await self._release(admission.reservation)
                 refused = self._refused(outcome, req, inbound.refusal)
                 return self._sse_refusal(refused, req, outcome), outcome
-            self._compose(inbound, ctx, req, outcome)
-            upstream = replace(
-                inbound.request, max_tokens=output_cap(req, routed.spec), stream=True
-            )
-            outcome.sent_upstream = last_user_text(upstream)
-            stream = routed.client.stream(upstream)
+            stream = routed.client.stream(prep.upstream)
             guard = self.guarding.stream_guard(inbound, ctx, outcome.verdicts)
             guard.whole_answer = guard.whole_answer or self.standards.holds_whole_answer(
                 ctx.principals, req.model
