@@ -44,6 +44,7 @@ from charter.policy.verdict import Stage
 
 EXAMPLE = ROOT / "examples" / "support-desk" / "charter.yaml"
 SIZES = (100, 1_000, 10_000)
+EXAMPLE_PII = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN"]
 
 
 def percentiles(fn: Callable[[str], object], texts: Sequence[str]) -> tuple[float, float]:
@@ -79,7 +80,7 @@ def latency(repeat: int) -> None:
     topics = next(c for c in charter.controls if c.id == "advice-topics").settings.topics
     scanners: list[tuple[str, Callable[[str], object]]] = [
         ("injection (direct)", InjectionScanner("direct").scan),
-        ("pii (example entities)", PIIScanner(["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD"]).scan),
+        ("pii (example entities)", PIIScanner(EXAMPLE_PII).scan),
         ("secrets", SecretsScanner().scan),
         ("topic (example topics)", TopicScanner(topics).scan),
     ]
@@ -133,7 +134,7 @@ def topic_quality() -> None:
     def rate(texts: list[str]) -> float:
         return float(np.mean([scanner.scan(t).score >= DEFAULT_THRESHOLD for t in texts]))
 
-    positives = sum(corpus.positives.values(), [])
+    positives = [r for rows in corpus.positives.values() for r in rows]
     benign = corpus.benign_test["clinc150"][:3000] + corpus.benign_test["banking77"][:3000]
     hard = [r for r in corpus.hard_negatives if train_topic.bucket(r) >= 50]
     print(

@@ -24,7 +24,6 @@ Steps, all deterministic:
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import io
 import json
@@ -261,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     save(ARTIFACT, arrays)
     topic._MODEL.clear()
 
-    everything = set(sum(corpus.positives.values(), []))
+    everything = {r for rows in corpus.positives.values() for r in rows}
     metrics = {"example_charter": evaluate(corpus, example_topics(), everything)}
     # The same two topics described by 20 examples: 18 more from the first half of the written
     # prompts; measured on the second half only.
