@@ -536,6 +536,7 @@ def keys_hash(key_text: str | None) -> None:
 def _register_groups() -> None:
     from charter.audit.cli import audit
     from charter.evals.cli import register as register_evals
+    from charter.guards.cli import scan
     from charter.monitors.cli import status
     from charter.reports.cli import report
 
@@ -543,6 +544,7 @@ def _register_groups() -> None:
     main.add_command(approvals_group)
     register_evals(main)
     main.add_command(status)
+    main.add_command(scan)
     main.add_command(report)
 
 

@@ -49,9 +49,14 @@ def test_check_json(tmp_path: Path) -> None:
     assert finding["code"] == "invalid-value" and finding["line"] == 32
 
 
-def test_check_strict_fails_on_warnings() -> None:
-    code, _ = run("check", EXAMPLE, "--strict")
-    assert code == 1  # the example still has controls that are off (warnings)
+def test_check_strict_fails_on_warnings(tmp_path: Path) -> None:
+    assert run("check", EXAMPLE, "--strict")[0] == 0  # the example has no warnings
+    overdue = tmp_path / "overdue.yaml"
+    overdue.write_text(
+        Path(EXAMPLE).read_text().replace("review_by: 2027-06-30", "review_by: 2020-06-30", 1)
+    )
+    assert run("check", str(overdue))[0] == 0  # a warning alone does not fail check...
+    assert run("check", str(overdue), "--strict")[0] == 1  # ...unless --strict
 
 
 def test_explain_shows_every_decision_with_its_controls() -> None:

@@ -65,7 +65,10 @@ def test_guard_only_runs_on_its_stages() -> None:
 @pytest.mark.parametrize(
     ("settings", "fragment"),
     [
-        ("{scanner: topic, topics: [{name: t, description: d, examples: [x]}]}", "not available"),
+        (
+            "{scanner: topic, topics: [{name: t, description: d, examples: [x]}], action: redact}",
+            "no spans",
+        ),
         ("{scanner: length, max_chars: 5, stages: [input]}", "stages: [output]"),
         ("{scanner: length, max_chars: 5, stages: [output], action: redact}", "no spans"),
     ],

@@ -174,10 +174,12 @@ def build_app(
         return await admin.keys_endpoint(gateway, request)
 
     from charter.gateway import actions
+    from charter.guards.api import routes as scan_routes
 
     observed = gateway.observer.routes(gateway) if gateway.observer is not None else []
     routes = [
         *observed,
+        *scan_routes(gateway),
         *actions.routes(gateway, require_admin, read_json, bearer, guarded),
         Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
         Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),

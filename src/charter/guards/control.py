@@ -39,6 +39,12 @@ def _pii(settings: Any) -> Scanner:
     return PIIScanner(settings.entities)
 
 
+def _topic(settings: Any) -> Scanner:
+    from charter.guards.topic import TopicScanner
+
+    return TopicScanner(settings.topics)
+
+
 def _secrets(settings: Any) -> Scanner:
     from charter.guards.secrets import SecretsScanner
 
@@ -73,6 +79,7 @@ SCANNERS: dict[str, Callable[[Any], Scanner]] = {
     "injection": lambda s: StagedInjection(list(s.stages)),
     "pii": _pii,
     "secrets": _secrets,
+    "topic": _topic,
     "unicode": lambda s: UnicodeScanner(),
     "length": lambda s: LengthScanner(s.max_chars),
     "urls": lambda s: UrlScanner(s.allow_domains),
