@@ -36,6 +36,9 @@ def test_demo_shows_each_enforced_decision(tmp_path: Path) -> None:
     assert "ravi approved" in text and "reported: executed" in text
     assert "[rule ownership]" in text and "3 already counted" in text
     assert "Refunds follow our refund policy" in text
+    assert "block (shadow) by advice-topics" in text  # the topic guard records, changes nothing
+    assert "block by prompt-leak for decision instructions-stay-private" in text
+    assert "redact by foreign-links" in text and "[redacted]" in text
     summary = text[text.index("What the charter stopped") :]
     for control in (
         "model-allowlist",
@@ -46,5 +49,7 @@ def test_demo_shows_each_enforced_decision(tmp_path: Path) -> None:
         "input-injection",
         "untrusted-injection",
         "refund-policy",
+        "prompt-leak",
+        "foreign-links",
     ):
         assert control in summary

@@ -50,8 +50,8 @@ def test_the_example_passes_its_gate_and_writes_every_output(tmp_path: Path) -> 
     assert overall["catch_rate"] == 1.0 and overall["false_refusal_rate"] == 0.0
     # Decisions whose controls are all off are reported as such, never as passes.
     charter = load_charter(EXAMPLE).require()
-    judging = {
-        c.id for c in charter.controls if c.mode != "off" and c.kind not in ("audit", "monitor")
+    judging = {  # enforced controls that rule on requests (shadow ones only record)
+        c.id for c in charter.controls if c.mode == "enforce" and c.kind not in ("audit", "monitor")
     }
     expected = {d.id for d in charter.decisions if not set(d.enforced_by) & judging}
     assert set(data["summary"]["unmeasured"]) == expected
