@@ -45,19 +45,28 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` and its descendants."""
-    total = 0
+RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def rss_parts(pid: int) -> dict[str, int]:
+    """Resident memory of ``pid`` and its descendants in bytes: the total (VmRSS) and its parts,
+    the heap (RssAnon) apart from mapped files such as SQLite's (RssFile, RssShmem)."""
+    total = dict.fromkeys(RSS_FIELDS, 0)
     for each in descendants(pid):
         try:
             with open(f"/proc/{each}/status", encoding="ascii") as fh:
                 for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        break
+                    name, _, value = line.partition(":")
+                    if name in total:
+                        total[name] += int(value.split()[0]) * 1024
         except OSError:
             continue
     return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` and its descendants."""
+    return rss_parts(pid)["VmRSS"]
 
 
 def load_average() -> float:

@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pyspy import shares_markdown
+
 GATEWAYS = ("charter", "litellm")
 _METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_request")
 
@@ -33,6 +35,14 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             stats["requests"] = sum(r["requests"] for r in rows)
             stats["runs"] = len(rows)
             entry["targets"][name] = stats
+        # A paced gateway that served well under what the upstream alone served at the same
+        # offered rate was overloaded: its latency is then queueing, not what it adds.
+        direct_rps = entry["targets"].get("direct", {}).get("rps")
+        for name, stats in entry["targets"].items():
+            paced = any(r.get("offered_rate") for r in targets[name].values())
+            stats["overloaded"] = bool(
+                paced and name != "direct" and direct_rps and stats["rps"] < 0.9 * direct_rps
+            )
         direct = targets.get("direct", {})
         for gateway in GATEWAYS:
             if gateway not in targets:
@@ -67,6 +77,13 @@ def markdown_table(result: dict[str, Any]) -> str:
     """The README's table (a benchmark) or its soak lines (a soak)."""
     if result["kind"] == "gateway-soak":
         return soak_markdown(result)
+    if result["kind"] == "gateway-profile":
+        load = result["load"]
+        title = (
+            f"Charter under {result['settings']['load']}, {result['settings']['connections']} "
+            f"connections: {load['rps']:,.0f} req/s, {load['cpu_ms_per_request']} ms CPU/request"
+        )
+        return shares_markdown(title, list(result["shares_percent"].items()))
     settings, env = result["settings"], result["environment"]
     lines = [
         f"{settings['connections']} connections, {settings['prompt_bytes']} B prompt, "
@@ -84,8 +101,9 @@ def markdown_table(result: dict[str, Any]) -> str:
             # Closed-loop latency is queueing (connections / throughput): only paced runs
             # measure what a gateway adds to a request, so only they get the added columns.
             added = entry["added"].get(name, {}) if "paced" in load else {}
+            shown = f"{name} (overloaded)" if stats.get("overloaded") else name
             lines.append(
-                f"| {load} | {name} | {_fmt(stats['rps'], 0)} | {_fmt(stats['p50_ms'])} "
+                f"| {load} | {shown} | {_fmt(stats['rps'], 0)} | {_fmt(stats['p50_ms'])} "
                 f"| {_fmt(stats['p95_ms'])} | {_fmt(stats['p99_ms'])} "
                 f"| {_fmt(added.get('p50_ms')) if added else '-'} "
                 f"| {_fmt(added.get('p95_ms')) if added else '-'} "
@@ -126,20 +144,29 @@ def soak_summary(samples: Sequence[tuple[float, int]]) -> dict[str, Any]:
     }
 
 
+_PARTS = {
+    "VmRSS": "RSS (total)",
+    "RssAnon": "heap and stacks (RssAnon)",
+    "RssFile": "mapped files (RssFile)",
+    "RssShmem": "shared memory, e.g. SQLite's -shm (RssShmem)",
+}
+
+
 def soak_markdown(result: dict[str, Any]) -> str:
-    s, load = result["summary"], result["load"]
-    return "\n".join(
-        [
-            f"Soak: {result['settings']['seconds']:g} s of {result['settings']['load']} "
-            f"against Charter ({load['requests']:,} requests, {load['rps']:,.0f} req/s, "
-            f"{load['errors']} errors, p99 {load['p99_ms']:.1f} ms)",
-            "",
-            "| RSS start | RSS end | RSS max | slope (whole) | slope (second half) |",
-            "|--:|--:|--:|--:|--:|",
-            f"| {s['start_mib']} MiB | {s['end_mib']} MiB | {s['max_mib']} MiB "
-            f"| {_fmt(s['slope_mib_per_min'], 3)} MiB/min "
-            f"| {_fmt(s['second_half_slope_mib_per_min'], 3)} MiB/min |",
-            "",
-            f"SQLite files at the end: {result['sqlite_bytes'] / 1024 / 1024:.1f} MiB",
-        ]
-    )
+    load = result["load"]
+    lines = [
+        f"Soak: {result['settings']['seconds']:g} s of {result['settings']['load']} "
+        f"against Charter ({load['requests']:,} requests, {load['rps']:,.0f} req/s, "
+        f"{load['errors']} errors, p99 {load['p99_ms']:.1f} ms)",
+        "",
+        "| memory | start | end | max | slope (whole) | slope (second half) |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for part, s in result["summary"].items():
+        lines.append(
+            f"| {_PARTS.get(part, part)} | {s['start_mib']} MiB | {s['end_mib']} MiB "
+            f"| {s['max_mib']} MiB | {_fmt(s['slope_mib_per_min'], 3)} MiB/min "
+            f"| {_fmt(s['second_half_slope_mib_per_min'], 3)} MiB/min |"
+        )
+    lines += ["", f"SQLite files at the end: {result['sqlite_bytes'] / 1024 / 1024:.1f} MiB"]
+    return "\n".join(lines)

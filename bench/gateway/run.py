@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 from load import Load, LoadResult, chat_body, require_wrk, run_wrk
-from procstat import cpu_seconds, load_average, rss_bytes
+from procstat import RSS_FIELDS, cpu_seconds, load_average, rss_parts
+from pyspy import require_py_spy, shares
 from report import markdown_table, soak_summary, summarize
 from servers import (
     CHARTER_MODEL,
@@ -130,6 +131,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--soak-rate", type=float, default=0.0, help="soak: total requests/s (0: closed loop)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile Charter with py-spy under the closed-loop load instead of benchmarking",
+    )
+    parser.add_argument("--py-spy", help="the py-spy executable (default: on PATH)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where result files go")
     args = parser.parse_args(argv)
     args.duration = args.duration or (5.0 if args.quick else 20.0)
@@ -187,6 +194,7 @@ def measure(
     row["cpu_s"] = round(cpu, 3)
     row["cpu_ms_per_request"] = round(cpu * 1000 / result.requests, 4) if result.requests else None
     row["loadavg_1m"] = round(loadavg, 2)
+    row["offered_rate"] = load.rate
     return row
 
 
@@ -297,7 +305,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Load Charter for ``args.soak`` seconds and sample its RSS every ``args.sample`` seconds."""
     pin = Pinning.choose(args.pin)
     load = Load(args.connections, args.soak, args.prompt_bytes, False, args.soak_rate or None)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, dict[str, int]]] = []
     with servers(args, workdir, pin, ["charter"]) as targets:
         charter = targets["charter"]
         check_answer(charter, False)
@@ -309,7 +317,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         def sample() -> None:
             while not stop.is_set():
-                samples.append((time.monotonic() - started, rss_bytes(charter.server.pid)))
+                samples.append((time.monotonic() - started, rss_parts(charter.server.pid)))
                 stop.wait(args.sample)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -319,7 +327,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         finally:
             stop.set()
             sampler.join()
-        samples.append((time.monotonic() - started, rss_bytes(charter.server.pid)))
+        samples.append((time.monotonic() - started, rss_parts(charter.server.pid)))
         db = workdir / "charter.db"
         db_bytes = sum(p.stat().st_size for p in workdir.glob("charter.db*")) if db.exists() else 0
         env = environment(pin, ["charter"])
@@ -328,9 +336,48 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "settings": {"seconds": args.soak, "sample_s": args.sample, "load": load.label},
         "environment": env,
         "load": row,
-        "rss_samples": [{"t_s": round(t, 1), "rss_bytes": rss} for t, rss in samples],
+        "rss_samples": [{"t_s": round(t, 1), **parts} for t, parts in samples],
         "sqlite_bytes": db_bytes,
-        "summary": soak_summary(samples),
+        "summary": {
+            part: soak_summary([(t, parts[part]) for t, parts in samples]) for part in RSS_FIELDS
+        },
+    }
+
+
+def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """py-spy on ``charter serve`` during one closed-loop run: CPU shares by part of the path."""
+    spy = require_py_spy(args.py_spy)
+    pin = Pinning.choose(args.pin)
+    load = Load(args.connections, args.duration, args.prompt_bytes, args.stream == "yes", None)
+    raw = workdir / "py-spy.txt"
+    with servers(args, workdir, pin, ["charter"]) as targets:
+        charter = targets["charter"]
+        check_answer(charter, load.stream)
+        measure(charter, load, workdir, pin, duration=max(args.warmup, 2.0))
+        progress(f"profiling charter for {args.duration:g}s under {load.label}")
+        cmd = [
+            spy,
+            "record",
+            "--pid",
+            str(charter.server.pid),
+            "--duration",
+            str(round(args.duration)),
+        ]
+        cmd += ["--rate", "250", "--gil", "--nonblocking", "--format", "raw", "--output", str(raw)]
+        recorder = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        row = measure(charter, load, workdir, pin)
+        _, err = recorder.communicate(timeout=60)
+        if recorder.returncode != 0 or not raw.exists():
+            raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-1000:]}")
+        stacks = raw.read_text()
+        env = environment(pin, ["charter"])
+    return {
+        "kind": "gateway-profile",
+        "settings": {"load": load.label, "connections": args.connections},
+        "environment": env,
+        "load": row,
+        "shares_percent": dict(shares(stacks.splitlines())),
+        "py_spy_raw": stacks,
     }
 
 
@@ -348,7 +395,12 @@ def main(argv: list[str]) -> int:
         require_wrk()
         with tempfile.TemporaryDirectory(prefix="charter-bench-") as scratch:
             run: Callable[[argparse.Namespace, Path], dict[str, Any]]
-            run, prefix = (soak, "gateway-soak") if args.soak else (benchmark, "gateway")
+            if args.profile:
+                run, prefix = profile, "gateway-profile"
+            elif args.soak:
+                run, prefix = soak, "gateway-soak"
+            else:
+                run, prefix = benchmark, "gateway"
             result = run(args, Path(scratch))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
