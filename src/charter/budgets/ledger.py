@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-import queue
 import threading
 from collections.abc import Sequence
 
@@ -27,63 +27,63 @@ class StoreLedger:
 class SpendWriter:
     """Writes settled spend off the request path: one background thread, batched inserts.
 
-    Rows are idempotent by request id, so a batch retried after a failed commit is harmless. If the
-    database is unreachable the rows wait in memory (bounded) and are retried; the audit record of
-    each request carries its cost too, so spend stays provable even if this process dies first.
+    ``add`` appends to a deque and returns; the thread wakes every ``interval_s`` and writes what
+    has gathered in one transaction (no per-request wake-up: that cost about 6% of the gateway's
+    CPU in bench/gateway's profile). Rows are idempotent by request id, so a batch retried after a
+    failed commit is harmless. If the database is unreachable the rows wait in memory (bounded)
+    and are retried; the audit record of each request carries its cost too, so spend stays
+    provable even if this process dies first.
     """
 
     def __init__(
         self,
         store: Store,
         *,
-        batch: int = 256,
+        batch: int = 1024,
         interval_s: float = 0.05,
         max_pending: int = 100_000,
     ) -> None:
         self.store = store
         self.batch = batch
         self.interval_s = interval_s
-        self._queue: queue.Queue[SpendRow | None] = queue.Queue(maxsize=max_pending)
+        self.max_pending = max_pending
+        self._rows: collections.deque[SpendRow] = collections.deque()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="charter-spend", daemon=True)
         self._thread.start()
 
     def add(self, row: SpendRow) -> None:
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
-            log.error("spend queue full; writing %s synchronously", row.request_id)
+        if len(self._rows) >= self.max_pending:
+            log.error("spend backlog full; writing %s synchronously", row.request_id)
             self.store.add_spend([row])
+            return
+        self._rows.append(row)  # deque appends are atomic: no lock, no wake-up
+
+    def _take(self) -> list[SpendRow]:
+        out: list[SpendRow] = []
+        while self._rows and len(out) < self.batch:
+            out.append(self._rows.popleft())
+        return out
 
     def _run(self) -> None:
-        pending: list[SpendRow] = []
-        stopping = False
-        while not stopping or pending:
-            try:
-                item = self._queue.get(timeout=self.interval_s)
-                if item is None:
-                    stopping = True
-                else:
-                    pending.append(item)
-                    while len(pending) < self.batch:
-                        more = self._queue.get_nowait()
-                        if more is None:
-                            stopping = True
-                            break
-                        pending.append(more)
-            except queue.Empty:
-                pass
-            if pending:
+        while True:
+            stopping = self._stop.wait(self.interval_s)
+            while batch := self._take():
                 try:
-                    self.store.add_spend(pending)
-                    pending = []
+                    self.store.add_spend(batch)
                 except StorageUnavailable as exc:
-                    log.warning("spend ledger write failed, will retry: %s", exc)
+                    self._rows.extendleft(reversed(batch))  # keep them, in order
                     if stopping:
-                        log.error("dropping %d unwritten spend rows at shutdown", len(pending))
+                        log.error(
+                            "dropping %d unwritten spend rows at shutdown: %s", len(self._rows), exc
+                        )
                         return
-                    threading.Event().wait(1.0)
+                    log.warning("spend ledger write failed, will retry: %s", exc)
+                    break
+            if stopping:
+                return
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is queued and stop the thread."""
-        self._queue.put(None)
+        """Write what is pending and stop the thread."""
+        self._stop.set()
         self._thread.join(timeout)

@@ -108,8 +108,24 @@ class OpenAICompatProvider:
         if key:
             self._headers["authorization"] = f"Bearer {key}"
         self._owns_client = http_client is None
-        self._client = http_client or new_http_client(max_connections, timeout)
+        # httpcore scans its whole pool on every request and release, so one pool of 100
+        # connections costs more CPU per request than several small ones; calls are spread
+        # round-robin over the shards (measured in bench/gateway: see README, Performance).
+        shards = 1 if http_client is not None else max(1, min(8, max_connections // 12))
+        per_shard = -(-max_connections // shards)
+        self._clients = (
+            [http_client]
+            if http_client is not None
+            else [new_http_client(per_shard, timeout) for _ in range(shards)]
+        )
+        self._next = 0
         self._stream_usage = stream_usage
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The next pool shard, round-robin."""
+        self._next = (self._next + 1) % len(self._clients)
+        return self._clients[self._next]
 
     def __repr__(self) -> str:
         return f"OpenAICompatProvider({self.name!r}, base_url={self.base_url!r})"
@@ -157,4 +173,5 @@ class OpenAICompatProvider:
     async def aclose(self) -> None:
         """Close the connection pool, if this provider created it."""
         if self._owns_client:
-            await self._client.aclose()
+            for client in self._clients:
+                await client.aclose()
