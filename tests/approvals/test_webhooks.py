@@ -176,7 +176,7 @@ def test_a_failed_compensating_call_leaves_the_action_executed(
 
 def test_an_irreversible_tool_cannot_be_reverted(store: Store) -> None:
     async def go() -> None:
-        service = make_service(example_charter(), store)
+        service = make_service(refund_charter(), store)  # the example's refunds are reversible
         auth = await refund(service, 30)
         assert auth.id is not None
         await service.executed(auth.id, now=at(1))

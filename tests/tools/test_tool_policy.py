@@ -54,7 +54,8 @@ def rules(verdict: Verdict) -> list[str]:
 
 
 def test_example_enforces_refunds_at_tool_call_stage(example: Engine) -> None:
-    assert [c.id for c in example.controls_for(Stage.TOOL_CALL)] == ["refund-policy"]
+    tool_policies = [c.id for c in example.controls_for(Stage.TOOL_CALL)]
+    assert tool_policies == ["refund-policy", "outbound-email-policy"]
 
 
 def test_small_refund_on_own_order_is_allowed(example: Engine) -> None:

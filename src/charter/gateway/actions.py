@@ -13,6 +13,9 @@ the authorization API instead, where caps count only calls reported executed:
 - ``POST /v1/charter/actions/{id}/executed`` {outcome}
 - ``GET /admin/v1/approvals``, ``GET /admin/v1/approvals/{id}``,
   ``POST /admin/v1/approvals/{id}/approve|reject`` {reviewer, reason} (admin key)
+- ``GET /admin/v1/actions[?status=...&limit=...]``, ``GET /admin/v1/actions/{id}``,
+  ``POST /admin/v1/actions/{id}/execute``, ``POST /admin/v1/actions/{id}/revert`` {by, reason}
+- ``GET /admin/v1/breakers``, ``POST /admin/v1/breakers/{tool}/trip|reset`` {by, reason}
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,11 +35,14 @@ from starlette.routing import Route
 from charter.approvals.service import ActionEvent, ActionService, Authorization, action_dict
 from charter.audit.log import AuditLog, Draft
 from charter.audit.records import RecordKind
-from charter.errors import InvalidRequest, NotFound
+from charter.document.model import Charter, Mode, ToolPolicyControl
+from charter.errors import InvalidRequest, NotFound, UpstreamError
 from charter.policy.verdict import Action
 from charter.providers.types import ChatRequest, ToolCall
+from charter.storage.base import ACTION_STATUSES, ActionRow, BreakerRow
 
 log = logging.getLogger(__name__)
+MAX_LIST = 10_000  # actions one listing returns at most
 
 
 @dataclass
@@ -116,28 +124,119 @@ def audit_listener(audit: AuditLog | None, version: str) -> Callable[[ActionEven
         row = event.action
         approval_steps = {"review_requested", "approved", "rejected", "expired"}
         details: dict[str, Any] = {"event": event.kind}
+        reason: str | None = None
+        principal: str | None = None
         if row is not None:
             details.update({"action_id": row.id, "tool": row.tool, "status": row.status})
             if row.reviewer:
                 details["reviewer"] = row.reviewer
+            reason = row.review_reason or row.reason or None
+            principal = row.principal_id
+            facts, why = _outcome_facts(event.kind, row.outcome_json)
+            details.update(facts)
+            reason = why or reason  # a revert's record says why it was undone
         if event.breaker is not None:
-            details["tool"] = event.breaker.tool
+            state = event.breaker
+            details.update({"tool": state.tool, "tripped": state.tripped, "by": state.by})
+            reason = state.reason
         audit.submit(
             Draft(
                 kind=RecordKind.APPROVAL if event.kind in approval_steps else RecordKind.VERDICT,
-                principal=row.principal_id if row is not None else None,
+                principal=principal,
                 request_id=row.id if row is not None else None,
                 charter_version=version,
                 control_ids=tuple(c for c in (row.control_id, row.approval_control_id) if c)
                 if row is not None
                 else (),
                 decision_ids=tuple(json.loads(row.decision_ids_json)) if row is not None else (),
-                reason=(row.review_reason or row.reason) if row is not None else None,
+                reason=reason,
                 details=details,
             )
         )
 
     return on_event
+
+
+def _outcome_facts(kind: str, outcome_json: str | None) -> tuple[dict[str, Any], str | None]:
+    """The scalar facts of an execution or a revert for its audit record, and a revert's reason."""
+    outcome = json.loads(outcome_json) if outcome_json else {}
+    if not isinstance(outcome, dict):
+        return {}, None
+    delivery = outcome.get("execute")
+    if kind in ("executed", "execution_failed") and isinstance(delivery, dict):
+        status, attempts = delivery.get("status"), delivery.get("attempts")
+        return {"webhook_status": _scalar(status), "attempts": _scalar(attempts)}, None
+    revert = outcome.get("revert")
+    if kind == "reverted" and isinstance(revert, dict):
+        compensate = revert.get("compensate")
+        status = compensate.get("status") if isinstance(compensate, dict) else None
+        why = revert.get("reason")
+        facts = {"by": _scalar(revert.get("by")), "webhook_status": _scalar(status)}
+        return facts, why if isinstance(why, str) else None
+    return {}, None
+
+
+def _scalar(value: Any) -> str | int | float | bool | None:
+    # A caller reports its own outcome (`executed`): whatever it sent, the record stays valid.
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, default=str)[:200]
+
+
+def breaker_states(charter: Charter, rows: Sequence[BreakerRow]) -> list[dict[str, Any]]:
+    """Every governed tool with its breaker: configured limit, tripped or not, by whom and why.
+
+    A tool nobody ever tripped or reset has no row in the store; it is listed as closed.
+    """
+    stored = {row.tool: row for row in rows}
+    configured: dict[str, dict[str, Any] | None] = {}
+    for control in charter.controls:
+        if isinstance(control, ToolPolicyControl) and control.mode is not Mode.OFF:
+            breaker = control.settings.breaker
+            if configured.get(control.settings.tool) is None:
+                configured[control.settings.tool] = (
+                    None
+                    if breaker is None
+                    else {"max_executed": breaker.max_executed, "window": breaker.window}
+                )
+    out = []
+    for tool in sorted(configured.keys() | stored.keys()):
+        row = stored.get(tool)
+        out.append(
+            {
+                "tool": tool,
+                "tripped": bool(row and row.tripped),
+                "configured": configured.get(tool),
+                "by": row.by if row else None,
+                "reason": row.reason if row else None,
+                "at": row.at.isoformat() if row else None,
+            }
+        )
+    return out
+
+
+def require_executed(row: ActionRow) -> ActionRow:
+    """``row`` after ``ActionService.execute``; an ``UpstreamError`` when the webhook failed.
+
+    The service records a failed execution and leaves the action approved (to be retried with the
+    same idempotency key); the CLI and the admin API say so as an error, with what to do.
+    """
+    if row.status == "executed":
+        return row
+    outcome = json.loads(row.outcome_json) if row.outcome_json else {}
+    delivery = outcome.get("execute") if isinstance(outcome, dict) else None
+    said = (
+        f"after {delivery.get('attempts')} attempts ({delivery.get('status')}: "
+        f"{str(delivery.get('detail'))[:200]})"
+        if isinstance(delivery, dict)
+        else "(no outcome recorded)"
+    )
+    hold = row.hold_until.isoformat(timespec="seconds")
+    raise UpstreamError(
+        f"the execute webhook of {row.tool} failed {said}; action {row.id} is still approved",
+        hint=f"fix the receiver and execute it again before {hold}: the same Idempotency-Key "
+        f"({row.id}) is sent, so a receiver that honours it acts once",
+    )
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -208,10 +307,90 @@ def routes(
         row = await act(approval_id, body["reviewer"], str(body.get("reason", "")))
         return JSONResponse(action_dict(row))
 
+    async def list_actions(request: Request) -> Response:
+        require_admin(request)
+        statuses = request.query_params.getlist("status")
+        unknown = sorted(set(statuses) - set(ACTION_STATUSES))
+        if unknown:
+            raise InvalidRequest(
+                f"unknown status {', '.join(unknown)}", hint=f"one of {', '.join(ACTION_STATUSES)}"
+            )
+        limit = _limit(request.query_params.get("limit", "100"))
+        actions = service()
+        await actions.expire_due()  # a lapsed hold is listed as what it now is
+        rows = await anyio.to_thread.run_sync(
+            partial(actions.store.list_actions, statuses or None, limit)
+        )
+        return JSONResponse({"data": [action_dict(r) for r in rows]})
+
+    async def show_action(request: Request) -> Response:
+        require_admin(request)
+        row = await service().get(request.path_params["action_id"])
+        return JSONResponse(action_dict(row))
+
+    async def execute(request: Request) -> Response:
+        require_admin(request)
+        actions = service()
+        await actions.expire_due()  # an approval whose hold lapsed is abandoned, not run late
+        row = await actions.execute(request.path_params["action_id"])
+        return JSONResponse(action_dict(require_executed(row)))
+
+    async def revert(request: Request) -> Response:
+        require_admin(request)
+        by, reason = await _by_and_reason(request, "revert")
+        row = await service().revert(request.path_params["action_id"], by, reason)
+        return JSONResponse(action_dict(row))
+
+    async def breakers(request: Request) -> Response:
+        require_admin(request)
+        rows = await service().breakers()
+        return JSONResponse({"data": breaker_states(gateway.charter, rows)})
+
+    async def breaker(request: Request) -> Response:
+        require_admin(request)
+        verb = request.path_params["verb"]
+        if verb not in ("trip", "reset"):
+            raise NotFound(f"unknown breaker action {verb!r}", hint="POST .../trip or .../reset")
+        by, reason = await _by_and_reason(request, f"breaker {verb}")
+        actions = service()
+        act = actions.trip if verb == "trip" else actions.reset
+        row = await act(request.path_params["tool"], by, reason)
+        (state,) = [s for s in breaker_states(gateway.charter, [row]) if s["tool"] == row.tool]
+        return JSONResponse(state)
+
+    async def _by_and_reason(request: Request, what: str) -> tuple[str, str]:
+        body = await read_json(request, what)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("by"), str)
+            or not isinstance(body.get("reason"), str)
+        ):
+            raise InvalidRequest(
+                f'the {what} request needs {{"by": "<principal id>", "reason": "..."}}',
+                hint="by: who does it, an admin or, for a revert, a reviewer of the tool",
+            )
+        return body["by"], body["reason"]
+
     return [
         Route("/v1/charter/actions/authorize", guarded(authorize), methods=["POST"]),
         Route("/v1/charter/actions/{action_id}/executed", guarded(executed), methods=["POST"]),
         Route("/admin/v1/approvals", guarded(approvals), methods=["GET"]),
         Route("/admin/v1/approvals/{approval_id}", guarded(approval), methods=["GET"]),
         Route("/admin/v1/approvals/{approval_id}/{verb:str}", guarded(decide), methods=["POST"]),
+        Route("/admin/v1/actions", guarded(list_actions), methods=["GET"]),
+        Route("/admin/v1/actions/{action_id}", guarded(show_action), methods=["GET"]),
+        Route("/admin/v1/actions/{action_id}/execute", guarded(execute), methods=["POST"]),
+        Route("/admin/v1/actions/{action_id}/revert", guarded(revert), methods=["POST"]),
+        Route("/admin/v1/breakers", guarded(breakers), methods=["GET"]),
+        Route("/admin/v1/breakers/{tool}/{verb:str}", guarded(breaker), methods=["POST"]),
     ]
+
+
+def _limit(raw: str) -> int:
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIST}, got {raw!r}")
+    return limit
