@@ -534,6 +534,8 @@ def keys_hash(key_text: str | None) -> None:
 
 
 def _register_groups() -> None:
+    from charter.approvals.actions_cli import actions as actions_group
+    from charter.approvals.actions_cli import breakers as breakers_group
     from charter.audit.cli import audit
     from charter.evals.cli import register as register_evals
     from charter.guards.cli import scan
@@ -542,6 +544,8 @@ def _register_groups() -> None:
 
     main.add_command(audit)
     main.add_command(approvals_group)
+    main.add_command(actions_group)
+    main.add_command(breakers_group)
     register_evals(main)
     main.add_command(status)
     main.add_command(scan)
