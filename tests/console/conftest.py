@@ -168,6 +168,25 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         asyncio.run(services.aclose())
 
 
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    """A gateway on a copy of the example, for in-process tests."""
+    shutil.copytree(ROOT / "examples" / "support-desk", tmp_path / "desk")
+    services = make_console_services(tmp_path / "desk", tmp_path)
+    yield services
+    asyncio.run(services.aclose())
+
+
+async def sign_in_http(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    """Sign in through the form as a browser would; the response to the POST."""
+    page = await client.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return await client.post(
+        "/console/login", data={"csrf": csrf.group(1), "token": token, "next": "/console/audit"}
+    )
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,17 +15,9 @@ from charter.console.auth import SESSION_COOKIE, TOKEN_PREFIX
 from charter.errors import InvalidRequest
 from charter.gateway.app import build_app
 from charter.gateway.factory import Services
-from tests.console.conftest import ROOT, make_console_services
+from tests.console.conftest import sign_in_http
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    shutil.copytree(ROOT / "examples" / "support-desk", tmp_path / "desk")
-    services = make_console_services(tmp_path / "desk", tmp_path)
-    yield services
-    asyncio.run(services.aclose())
 
 
 @pytest.fixture
@@ -38,15 +27,6 @@ async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://charter") as http:
         yield http
-
-
-async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
-    page = await client.get("/console/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf is not None
-    return await client.post(
-        "/console/login", data={"csrf": csrf.group(1), "token": token, "next": "/console/audit"}
-    )
 
 
 def csrf_in(html: str) -> str:
@@ -59,7 +39,7 @@ async def test_session_cookie_is_httponly_strict_and_scoped(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     token, _ = issue_token(services.store, services.gateway.charter, "audrey")
-    signed = await sign_in(client, token)
+    signed = await sign_in_http(client, token)
     assert signed.status_code == 303 and signed.headers["location"] == "/console/audit"
     cookie = next(
         c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")
@@ -77,7 +57,7 @@ async def test_https_sessions_get_secure_cookies(services: Services) -> None:
     token, _ = issue_token(services.store, services.gateway.charter, "audrey")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://charter") as http:
-        signed = await sign_in(http, token)
+        signed = await sign_in_http(http, token)
     cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     assert "Secure" in cookie
 
@@ -86,7 +66,7 @@ async def test_every_post_needs_the_session_csrf_token(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     token, _ = issue_token(services.store, services.gateway.charter, "alice")
-    await sign_in(client, token)
+    await sign_in_http(client, token)
     page = await client.get("/console/users")
     size = services.store.audit_size()
     for csrf in (None, "forged", csrf_in(page.text)[:-2]):
@@ -106,19 +86,21 @@ async def test_every_post_needs_the_session_csrf_token(
 async def test_sign_in_refuses_api_keys_revoked_tokens_and_forged_forms(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    refused = await sign_in(client, "sk-demo-support-bot")  # a virtual key is not a console token
+    refused = await sign_in_http(
+        client, "sk-demo-support-bot"
+    )  # a virtual key is not a console token
     assert refused.status_code == 403 and "not a console token" in refused.text
     token, row = issue_token(services.store, services.gateway.charter, "ravi")
     no_form = await client.post("/console/login", data={"token": token})
     assert no_form.status_code == 403 and "expired" in no_form.text
-    assert (await sign_in(client, token)).status_code == 303
+    assert (await sign_in_http(client, token)).status_code == 303
     assert (await client.get("/console/approvals")).status_code == 200
     import datetime as dt
 
     services.store.revoke_console_token(row.id, dt.datetime.now(dt.UTC))
     after = await client.get("/console/approvals")
     assert after.status_code == 303 and after.headers["location"].startswith("/console/login")
-    again = await sign_in(client, token)
+    again = await sign_in_http(client, token)
     assert again.status_code == 403 and "revoked" in again.text
 
 
@@ -126,7 +108,7 @@ async def test_a_tampered_cookie_is_not_a_session(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     token, _ = issue_token(services.store, services.gateway.charter, "ravi")
-    await sign_in(client, token)
+    await sign_in_http(client, token)
     payload, stamp, signature = client.cookies[SESSION_COOKIE].split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["p"] == "ravi"

@@ -14,8 +14,10 @@ from tests.console.conftest import ConsoleServer, csrf_of, sign_in
 from tests.gateway.conftest import SUPPORT_KEY
 
 
-def shot(page: Any, folder: Path, name: str) -> None:
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+def shot(
+    page: Any, folder: Path, name: str, *, full_page: bool = True, mask: list[Any] | None = None
+) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page, mask=mask or [])
 
 
 def test_reviewer_approves_a_refund_that_then_shows_executed_in_the_audit_trail(
@@ -115,7 +117,7 @@ def test_admin_reads_every_page_proves_a_record_and_opens_an_eval_report(
     issued = alice.locator("#issued-token").inner_text()
     assert issued.startswith("ct-charter-")
     assert "second laptop" in alice.locator("table").inner_text()
-    shot(alice, screenshots, "users")
+    shot(alice, screenshots, "users", mask=[alice.locator("#issued-token")])
 
 
 def test_grader_labels_an_answer(
@@ -128,7 +130,7 @@ def test_grader_labels_an_answer(
     case_id = first.locator("h2").inner_text().split()[0]
     first.get_by_label("Not acceptable").check()
     first.get_by_label("Why").fill("Promises a delivery date we cannot guarantee")
-    shot(gwen, screenshots, "grading")
+    shot(gwen, screenshots, "grading", full_page=False)  # one screen: a long list
     first.get_by_role("button", name="Save label").click()
     gwen.wait_for_url(re.compile(r".*ok=labelled.*"))
     labels = console_server.desk / "evals" / "labels" / "gwen.jsonl"

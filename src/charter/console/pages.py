@@ -684,6 +684,7 @@ class Console:
             ],
             "labels": {(lb.case_id, lb.grader): lb for lb in labels},
             "labels_dir": suite.labels_dir(),
+            "labels_shown": _relative(suite.labels_dir(), self.charter_dir),
             "suite": suite,
             "run": run,
         }
@@ -843,6 +844,16 @@ class Console:
             details={"token_id": token_id},
         )
         return RedirectResponse(f"/console/users?ok=revoked&id={quote(token_id)}", 303)
+
+
+def _relative(path: Path | None, base: Path) -> str:
+    """A path as the charter names it (relative to the charter's folder) when it can be."""
+    if path is None:
+        return "(none: the suite names no labels directory)"
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _safe_next(target: str | None) -> str:
