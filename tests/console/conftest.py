@@ -55,6 +55,14 @@ REFUND_TOOL = {
 }
 
 
+def console_app(services: Services, **kwargs: Any) -> Any:
+    """The gateway's app with the console, whether or not ``build_app`` already adds it."""
+    app = build_app(services.gateway, **kwargs)
+    if not any(getattr(r, "path", "") == "/console/login" for r in app.router.routes):
+        app.router.routes.extend(routes(services.gateway))
+    return app
+
+
 def make_console_services(desk: Path, state: Path) -> Services:
     settings = resolve(
         {
@@ -141,8 +149,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     desk = base / "desk"
     shutil.copytree(ROOT / "examples" / "support-desk", desk)
     services = make_console_services(desk, base)
-    app = build_app(services.gateway, admin_key_hash=hash_key(ADMIN_KEY))
-    app.router.routes.extend(routes(services.gateway))
+    app = console_app(services, admin_key_hash=hash_key(ADMIN_KEY))
     tokens = {
         role: issue_token(services.store, services.gateway.charter, who)[0]
         for role, who in ROLES.items()

@@ -10,20 +10,18 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from charter.console import issue_token, routes
+from charter.console import issue_token
 from charter.console.auth import SESSION_COOKIE, TOKEN_PREFIX
 from charter.errors import InvalidRequest
-from charter.gateway.app import build_app
 from charter.gateway.factory import Services
-from tests.console.conftest import sign_in_http
+from tests.console.conftest import console_app, sign_in_http
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(services.gateway)
-    app.router.routes.extend(routes(services.gateway))
+    app = console_app(services)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://charter") as http:
         yield http
@@ -52,8 +50,7 @@ async def test_session_cookie_is_httponly_strict_and_scoped(
 
 
 async def test_https_sessions_get_secure_cookies(services: Services) -> None:
-    app = build_app(services.gateway)
-    app.router.routes.extend(routes(services.gateway))
+    app = console_app(services)
     token, _ = issue_token(services.store, services.gateway.charter, "audrey")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://charter") as http:

@@ -7,10 +7,9 @@ import re
 import httpx
 import pytest
 
-from charter.console import issue_token, routes
-from charter.gateway.app import build_app
+from charter.console import issue_token
 from charter.gateway.factory import Services
-from tests.console.conftest import sign_in_http
+from tests.console.conftest import console_app, sign_in_http
 
 pytestmark = pytest.mark.anyio
 
@@ -26,8 +25,7 @@ async def test_uncovered_decisions_and_orphan_controls_are_red(services: Service
     services.gateway.charter = charter.model_copy(
         update={"decisions": [*charter.decisions, promise], "controls": [*charter.controls, stray]}
     )
-    app = build_app(services.gateway)
-    app.router.routes.extend(routes(services.gateway))
+    app = console_app(services)
     token, _ = issue_token(services.store, charter, "audrey")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://charter") as client:
