@@ -67,6 +67,9 @@ def test_admin_reads_every_page_proves_a_record_and_opens_an_eval_report(
     console_server: ConsoleServer, browser: Any, screenshots: Path
 ) -> None:
     alice = sign_in(browser, console_server, "admin")
+    problems: list[str] = []  # script errors and Content-Security-Policy violations
+    alice.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    alice.on("pageerror", lambda e: problems.append(str(e)))
     nav = alice.get_by_role("navigation", name="Console").inner_text()
     for label in ("Decisions", "Approvals", "Traffic", "Audit", "Evals", "Spend", "Users"):
         assert label in nav
@@ -118,6 +121,7 @@ def test_admin_reads_every_page_proves_a_record_and_opens_an_eval_report(
     assert issued.startswith("ct-charter-")
     assert "second laptop" in alice.locator("table").inner_text()
     shot(alice, screenshots, "users", mask=[alice.locator("#issued-token")])
+    assert problems == []
 
 
 def test_grader_labels_an_answer(
@@ -141,6 +145,10 @@ def test_grader_labels_an_answer(
 
 def test_reviewer_cannot_reach_admin_pages(console_server: ConsoleServer, browser: Any) -> None:
     ravi = sign_in(browser, console_server, "reviewer")
+    ravi.keyboard.press("Tab")  # the first stop on every page skips to the content
+    assert ravi.evaluate("document.activeElement.textContent") == "Skip to content"
+    ravi.keyboard.press("Enter")
+    assert ravi.evaluate("document.activeElement.id") == "main"
     nav = ravi.get_by_role("navigation", name="Console").inner_text()
     assert "Users" not in nav and "Audit" not in nav
     for path in ("users", "audit", "traffic", "spend"):
