@@ -537,6 +537,7 @@ def _register_groups() -> None:
     from charter.approvals.actions_cli import actions as actions_group
     from charter.approvals.actions_cli import breakers as breakers_group
     from charter.audit.cli import audit
+    from charter.console.cli import users
     from charter.evals.cli import register as register_evals
     from charter.guards.cli import scan
     from charter.monitors.cli import status
@@ -549,6 +550,7 @@ def _register_groups() -> None:
     register_evals(main)
     main.add_command(status)
     main.add_command(scan)
+    main.add_command(users)
     main.add_command(report)
 
 

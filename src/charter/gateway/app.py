@@ -201,4 +201,6 @@ def build_app(
         if on_shutdown is not None:
             await on_shutdown()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    from charter import console
+
+    return Starlette(routes=[*routes, *console.routes(gateway)], lifespan=lifespan)

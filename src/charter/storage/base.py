@@ -159,8 +159,8 @@ class BreakerRow:
 
 
 class Store(ABC):
-    """What Charter keeps: charter versions, keys, spend, counters, the audit log, checkpoints,
-    tool-call actions (the approval queue) and circuit breakers.
+    """What Charter keeps: charter versions, keys, console tokens, spend, counters, the audit log,
+    checkpoints, tool-call actions (the approval queue) and circuit breakers.
 
     Implementations are thread-safe. Every driver exception is translated into
     ``charter.errors.StorageUnavailable`` (with a hint saying what to check) before it leaves a
@@ -226,6 +226,25 @@ class Store(ABC):
     @abstractmethod
     def revoke_key(self, key_id: str, at: datetime) -> bool:
         """Revoke a key; False when there is no such key or it was already revoked."""
+
+    # -- console sign-in tokens ------------------------------------------------------------------
+
+    @abstractmethod
+    def create_console_token(self, token: KeyRow) -> None:
+        """Store a new console sign-in token (its hash in ``key_hash``). Raises ``Conflict`` when
+        its id or hash is already stored. Console tokens are not virtual keys: they live apart."""
+
+    @abstractmethod
+    def find_console_token(self, token_hash: str) -> KeyRow | None:
+        """The console token with this hash, revoked or not (check ``KeyRow.active``), or None."""
+
+    @abstractmethod
+    def list_console_tokens(self, principal_id: str | None = None) -> list[KeyRow]:
+        """Console tokens of one principal, or every one, oldest first."""
+
+    @abstractmethod
+    def revoke_console_token(self, token_id: str, at: datetime) -> bool:
+        """Revoke a console token; False when there is no such token or it was already revoked."""
 
     # -- spend ledger ----------------------------------------------------------------------------
 

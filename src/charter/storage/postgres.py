@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 _MIGRATION_LOCK = 0x43_68_61_72_74_65_72
 
 _KEY_COLUMNS = "id, principal_id, key_hash, prefix, description, created_at, revoked_at"
+_TOKEN_COLUMNS = "id, principal_id, token_hash, prefix, description, created_at, revoked_at"
 _ACTION_COLUMNS = (
     "id, approval_id, tool, arguments_json, principal_id, subject, conversation_id, excerpt,"
     " status, claims_json, control_id, decision_ids_json, reason, approval_control_id,"
@@ -292,6 +293,60 @@ class PostgresStore(Store):
             cursor = conn.execute(
                 "UPDATE virtual_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
                 (when, key_id),
+            )
+            return cursor.rowcount == 1
+
+    # -- console sign-in tokens ------------------------------------------------------------------
+
+    def create_console_token(self, token: KeyRow) -> None:
+        v.key_row(token)
+        with self._write("create a console token") as conn:
+            cursor = conn.execute(
+                f"INSERT INTO console_tokens ({_TOKEN_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    token.id,
+                    token.principal_id,
+                    token.key_hash,
+                    token.prefix,
+                    token.description,
+                    token.created_at,
+                    token.revoked_at,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise Conflict(
+                    f"a console token with id {token.id!r} or the same hash already exists",
+                    hint="generate a new token id and secret",
+                )
+
+    def find_console_token(self, token_hash: str) -> KeyRow | None:
+        with self._conn("look up a console token") as conn:
+            row = conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM console_tokens WHERE token_hash = %s", (token_hash,)
+            ).fetchone()
+        return None if row is None else _key(row)
+
+    def list_console_tokens(self, principal_id: str | None = None) -> list[KeyRow]:
+        with self._conn("list console tokens") as conn:
+            if principal_id is None:
+                rows = conn.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM console_tokens ORDER BY created_at, id"
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM console_tokens WHERE principal_id = %s"
+                    " ORDER BY created_at, id",
+                    (principal_id,),
+                ).fetchall()
+        return [_key(row) for row in rows]
+
+    def revoke_console_token(self, token_id: str, at: datetime) -> bool:
+        when = v.aware(at, "at")
+        with self._write("revoke a console token") as conn:
+            cursor = conn.execute(
+                "UPDATE console_tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                (when, token_id),
             )
             return cursor.rowcount == 1
 
