@@ -301,7 +301,8 @@ def retain(older_than: str | None, public_keys: tuple[str, ...], **flags: Any) -
         raise InvalidRequest(
             f"--older-than {older_than!r} is not a duration", hint="write e.g. 400d, 52w or 24h"
         )
-    keys = _public_keys(flags, public_keys)
+    # Without --public-key the log's own signing key is the trusted one.
+    keys = [load_public_key(path) for path in public_keys] or None
     store = _store(flags)
     log = AuditLog(store, open_keys(settings.data_dir))
     try:
