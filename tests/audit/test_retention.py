@@ -8,34 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import psycopg
 import pytest
 
 from charter.audit.checkpoint import SigningKey
 from charter.audit.log import AuditKeys, AuditLog, Draft, stored_checkpoints, stored_log
-from charter.audit.records import RecordKind
+from charter.audit.records import RecordKind, parse_leaf
 from charter.audit.retention import RetentionStatement, sign_retention
 from charter.audit.verify import FailureKind, PrunedLeaf, VerificationReport, verify_log
 from charter.errors import Conflict, InvalidRequest
 from charter.storage import Store
+from tests.audit._db import sql
 
 OLD = 20  # records older than the cutoff
 NEW = 10  # records younger than it
-
-
-def sql(store_url: str, statement: str, *params: Any) -> None:
-    """Run one statement on the test database behind the Store's back (an attacker's access)."""
-    if store_url.startswith("sqlite"):
-        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as conn:
-            conn.execute(statement, params)
-        return
-    with psycopg.connect(store_url, autocommit=True) as conn:
-        conn.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
 
 
 def draft(i: int) -> Draft:
@@ -97,8 +85,6 @@ def test_the_retention_record_says_what_was_summarised(log: AuditLog) -> None:
     assert result is not None
     (leaf,) = log.store.audit_leaves(result.record_index, result.record_index + 1)
     assert leaf.record_json is not None
-    from charter.audit.records import parse_leaf
-
     statement = RetentionStatement.from_record(parse_leaf(leaf.record_json.encode()))
     assert statement.pruned_before == OLD
     assert statement.root_hash == result.checkpoint.root_hash
@@ -204,8 +190,6 @@ def test_a_genuine_retention_statement_cannot_be_stretched(
     """Copying the real statement but claiming a longer range breaks its signature."""
     (leaf,) = retained.store.audit_leaves(OLD + NEW, OLD + NEW + 1)
     assert leaf.record_json is not None
-    from charter.audit.records import parse_leaf
-
     real = RetentionStatement.from_record(parse_leaf(leaf.record_json.encode()))
     stretched = dataclasses.replace(real, pruned_before=27)
     index = retained.append_sync(Draft(kind=RecordKind.RETENTION, details=stretched.details()))

@@ -14,13 +14,21 @@ from click.testing import CliRunner, Result
 
 from charter.audit.checkpoint import SigningKey
 from charter.audit.control import apply_retention, gaps, retention_period, run_retention
-from charter.audit.log import AuditKeys, AuditLog, Draft, open_keys, stored_log
+from charter.audit.log import (
+    AuditKeys,
+    AuditLog,
+    Draft,
+    open_keys,
+    stored_checkpoints,
+    stored_log,
+)
 from charter.audit.merkle import verify_inclusion
 from charter.audit.records import Content, RecordKind, parse_leaf
 from charter.audit.verify import PrunedLeaf, verify_log
 from charter.cli import main
 from charter.document.loader import load_charter, load_charter_text
 from charter.storage import open_store
+from tests.audit._db import sql
 
 EXAMPLE = "examples/support-desk/charter.yaml"
 
@@ -97,15 +105,10 @@ def test_retain_erase_and_incremental_verify_from_the_command_line(
     with open_store(store_url) as again:
         raw = again.audit_leaves(6, 7)[0].record_json
     assert raw is not None
-    tampered_sql(store_url, raw.replace("req-6", "req-X"), 6)
+    tampered = raw.replace("req-6", "req-X")
+    sql(store_url, "UPDATE audit_leaves SET record_json = ? WHERE seq = 6", tampered)
     bad = run("verify", "--from-checkpoint", "5", *where)
     assert bad.exit_code == 1 and "FAILED" in bad.output
-
-
-def tampered_sql(store_url: str, record_json: str, seq: int) -> None:
-    from tests.audit.test_retention import sql
-
-    sql(store_url, "UPDATE audit_leaves SET record_json = ? WHERE seq = ?", record_json, seq)
 
 
 def test_erase_of_an_unknown_request_says_so(tmp_path: Path) -> None:
@@ -194,13 +197,7 @@ def test_the_gateway_loop_applies_the_charter_retention(tmp_path: Path) -> None:
 
     time.sleep(1.1)
     asyncio.run(loop())
-    report = verify_log(stored_log(store), _checkpoints(store), log.keys.signing.public_key)
+    report = verify_log(stored_log(store), stored_checkpoints(store), log.keys.signing.public_key)
     assert report.ok and report.summarised == 8, report.summary()  # the first summary too
     log.close()
     store.close()
-
-
-def _checkpoints(store):  # type: ignore[no-untyped-def]
-    from charter.audit.log import stored_checkpoints
-
-    return stored_checkpoints(store)

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from charter.audit.checkpoint import PublicKeys
 from charter.audit.log import AuditLog, RetentionResult
 from charter.document.model import AuditControl, Charter, Mode, duration_seconds
 from charter.document.source import Path
@@ -60,16 +61,27 @@ def retention_period(charter: Charter) -> str | None:
 
 
 def apply_retention(
-    audit: AuditLog, retention: str, *, now: dt.datetime | None = None
+    audit: AuditLog,
+    retention: str,
+    *,
+    now: dt.datetime | None = None,
+    public_keys: PublicKeys | None = None,
 ) -> RetentionResult | None:
-    """Summarise the records committed more than ``retention`` (e.g. ``"400d"``) before ``now``."""
+    """Summarise the records committed more than ``retention`` (e.g. ``"400d"``) before ``now``.
+
+    ``public_keys``: every key the log's checkpoints were signed with (default: the log's own).
+    """
     now = dt.datetime.now(dt.UTC) if now is None else now
     cutoff = now - dt.timedelta(seconds=duration_seconds(retention))
-    return audit.retain(cutoff, retention=retention)
+    return audit.retain(cutoff, retention=retention, public_keys=public_keys)
 
 
 async def run_retention(
-    audit: AuditLog, charter: Charter, every_s: float = RETENTION_EVERY_S
+    audit: AuditLog,
+    charter: Charter,
+    every_s: float = RETENTION_EVERY_S,
+    *,
+    public_keys: PublicKeys | None = None,
 ) -> None:
     """Apply the charter's retention now and then every ``every_s`` seconds, until cancelled.
 
@@ -81,7 +93,9 @@ async def run_retention(
         return
     while True:
         try:
-            result = await asyncio.to_thread(apply_retention, audit, retention)
+            result = await asyncio.to_thread(
+                apply_retention, audit, retention, public_keys=public_keys
+            )
         except CharterError as exc:
             log.warning("audit retention (%s) did not run: %s", retention, exc)
         else:
