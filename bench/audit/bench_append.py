@@ -35,13 +35,8 @@ def draft(i: int, key: bytes) -> Draft:
         action=Action.ALLOW,
         reason="answered",
         content=(Content.hashed("input", key, f"Where is my parcel for order {i}?"),),
-        details={
-            "model": "sim-small",
-            "status": 200,
-            "input_tokens": 23,
-            "output_tokens": 41,
-            "cost_micro_usd": 31,
-        },
+        details={"model": "sim-small", "status": 200, "input_tokens": 23,
+                 "output_tokens": 41, "cost_micro_usd": 31},
     )
 
 
@@ -89,12 +84,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(
-            (
-                "SQLite (WAL, durable commits)",
-                run(f"sqlite:///{tmp}/bench.db", args.records, args.writers, Path(tmp) / "s1"),
-            )
-        )
+        rows.append(("SQLite (WAL, durable commits)",
+                     run(f"sqlite:///{tmp}/bench.db", args.records, args.writers,
+                         Path(tmp) / "s1")))
         import psycopg
 
         schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -103,12 +95,8 @@ def main() -> None:
         try:
             sep = "&" if "?" in args.postgres else "?"
             url = f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
-            rows.append(
-                (
-                    "PostgreSQL (synchronous_commit on)",
-                    run(url, args.records, args.writers, Path(tmp) / "s2"),
-                )
-            )
+            rows.append(("PostgreSQL (synchronous_commit on)",
+                         run(url, args.records, args.writers, Path(tmp) / "s2")))
         finally:
             with psycopg.connect(args.postgres, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -116,9 +104,8 @@ def main() -> None:
     print("| backend | records/s | wait p50 | wait p99 |")
     print("|---|---|---|---|")
     for name, r in rows:
-        print(
-            f"| {name} | {r['records_per_s']:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |"
-        )
+        print(f"| {name} | {r['records_per_s']:,.0f} | {r['p50_ms']:.2f} ms | "
+              f"{r['p99_ms']:.2f} ms |")
 
 
 if __name__ == "__main__":
