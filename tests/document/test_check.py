@@ -195,13 +195,13 @@ def test_plain_text_key_is_refused_with_advice() -> None:
 
 def test_unimplemented_setting_is_an_error_unless_off() -> None:
     extra = (
-        "  - id: later\n    kind: audit\n    serves: [approved-models]\n"
-        "    settings: {retention: 30d}\n"
+        "  - id: later\n    kind: guard\n    serves: [approved-models]\n"
+        "    settings: {scanner: length, max_chars: 9, stages: [input]}\n"
     )
     text = VALID.replace("principals:\n  - id: team-a", extra + "principals:\n  - id: team-a")
     text = text.replace("enforced_by: [allowlist]", "enforced_by: [allowlist, later]")
-    assert ("not-implemented", 21, 27) in findings(text)
-    off = text.replace("    kind: audit\n", "    kind: audit\n    mode: off\n")
+    assert ("not-implemented", 21, 55) in findings(text)
+    off = text.replace("    kind: guard\n", "    kind: guard\n    mode: off\n")
     assert [c for c in findings(off) if c[0] == "not-implemented"] == []
 
 

@@ -125,11 +125,12 @@ def test_one_off_evaluate() -> None:
 def test_unimplemented_kind_refuses_to_compile() -> None:
     text = CHARTER.replace(
         "principals:\n",
-        "  - {id: m, kind: audit, serves: [rates], settings: {retention: 30d}}\nprincipals:\n",
+        "  - {id: m, kind: guard, serves: [rates],\n"
+        "     settings: {scanner: length, max_chars: 9, stages: [input]}}\nprincipals:\n",
     ).replace("enforced_by: [rates]", "enforced_by: [rates, m]")
     loaded = load_charter_text(text)
     assert loaded.charter is not None
-    with pytest.raises(NotImplementedSetting, match="retention"):
+    with pytest.raises(NotImplementedSetting, match="stages"):
         Engine(loaded.charter)
 
 

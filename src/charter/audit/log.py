@@ -29,15 +29,18 @@ from typing import Any
 
 from charter.audit.checkpoint import (
     Checkpoint,
+    PublicKeys,
     SigningKey,
     generate_signing_key,
     load_signing_key,
     sign_checkpoint,
 )
-from charter.audit.merkle import MerkleTree, leaf_hash
+from charter.audit.merkle import MerkleTree, leaf_hash, root
 from charter.audit.records import AuditRecord, Content, RecordKind, Scalar, leaf_bytes, utc_now
+from charter.audit.retention import sign_retention
 from charter.audit.spool import Spool
-from charter.errors import ConfigurationError, StorageUnavailable
+from charter.audit.verify import PrunedLeaf, verify_log
+from charter.errors import ConfigurationError, Conflict, InvalidRequest, StorageUnavailable
 from charter.policy.verdict import Action
 from charter.storage.base import AuditLeaf, Store
 
@@ -203,6 +206,7 @@ class AuditLog:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._tree = MerkleTree()
         self._tree_lock = threading.Lock()
+        self._retain_lock = threading.Lock()
         self._since_checkpoint = 0
         self._thread = threading.Thread(target=self._run, name="charter-audit", daemon=True)
         self._thread.start()
@@ -336,7 +340,7 @@ class AuditLog:
         tail = self.store.audit_leaves(max(0, size - count - self.max_batch), size)
         ids = set()
         for leaf in tail:
-            if '"spool_id"' in leaf.record_json:
+            if leaf.record_json is not None and '"spool_id"' in leaf.record_json:
                 ids.add(str(json.loads(leaf.record_json)["details"]["spool_id"]))
         return ids
 
@@ -374,6 +378,113 @@ class AuditLog:
             self._since_checkpoint = 0
         return checkpoint
 
+    # --- retention -------------------------------------------------------------------------------
+
+    def retain(
+        self,
+        cutoff: dt.datetime,
+        *,
+        retention: str | None = None,
+        public_keys: PublicKeys | None = None,
+    ) -> RetentionResult | None:
+        """Summarise the records committed before ``cutoff`` and remove their bodies.
+
+        Steps, in an order that is safe to interrupt anywhere: sign a checkpoint of the whole log;
+        verify the log (nothing is removed from a log that does not verify: it is evidence);
+        sign a checkpoint at N, the first record committed at or after ``cutoff``; append a
+        ``retention`` record carrying a signed statement that ``[0, N)`` is summarised by the
+        root at N; checkpoint it; only then remove the bodies of ``[0, N)`` (their leaf hashes
+        stay). Returns None when no record is old enough. ``public_keys`` are the keys the log's
+        checkpoints verify with (default: this log's signing key; add old keys after a rotation).
+        """
+        if cutoff.tzinfo is None:
+            raise InvalidRequest("the retention cutoff must be timezone-aware (UTC)")
+        with self._retain_lock:
+            first_body = self._first_body()
+            end = self._first_committed_at_or_after(cutoff, first_body)
+            if end <= first_body:
+                return None
+            self.checkpoint()
+            report = verify_log(
+                stored_log(self.store),
+                stored_checkpoints(self.store),
+                self.keys.signing.public_key if public_keys is None else public_keys,
+                log_id=self.log_id,
+            )
+            if not report.ok:
+                raise Conflict(
+                    "the audit log does not verify, so retention will not remove any record "
+                    f"body (they are the evidence): {report.summary().splitlines()[0]}",
+                    hint="run `charter audit verify` and investigate; pass every public key "
+                    "the log was ever signed with if the key was rotated",
+                )
+            summary_root = root(self.store.audit_leaf_hashes(0, end))
+            summary = sign_checkpoint(
+                self.keys.signing, log_id=self.log_id, tree_size=end, root_hash=summary_root
+            )
+            stored = self.store.save_checkpoint(
+                end, summary_root, json.dumps(summary.to_dict()).encode(), dt.datetime.now(dt.UTC)
+            )
+            cutoff_text = cutoff.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            statement = sign_retention(
+                self.keys.signing,
+                log_id=self.log_id,
+                pruned_before=end,
+                root_hash=summary_root,
+                cutoff=cutoff_text,
+                retention=retention,
+            )
+            index = self.append_sync(
+                Draft(
+                    kind=RecordKind.RETENTION,
+                    reason=f"records [0, {end}), committed before {cutoff_text}, are summarised "
+                    f"by the signed checkpoint of size {end}",
+                    details=statement.details(),
+                )
+            )
+            if index is None:
+                raise StorageUnavailable(
+                    "the retention record was spooled because the store is unreachable; "
+                    "no record body was removed",
+                    hint="run retention again once the database is back",
+                )
+            self.checkpoint()
+            removed = self.store.audit_prune(end)
+        log.info("audit retention: records [0, %d) summarised, %d bodies removed", end, removed)
+        return RetentionResult(
+            pruned_before=end,
+            record_index=index,
+            removed=removed,
+            checkpoint=Checkpoint.from_dict(json.loads(stored.signed_blob)),
+            cutoff=cutoff_text,
+        )
+
+    def _first_body(self) -> int:
+        """The index of the first record whose body is still stored (bodies go as a prefix)."""
+        lo, hi = 0, self.store.audit_size()
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.store.audit_leaves(mid, mid + 1)[0].pruned:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def _first_committed_at_or_after(self, cutoff: dt.datetime, start: int) -> int:
+        """The first index at or after ``start`` committed at or after ``cutoff`` (else the size).
+
+        Commit times of different replicas may interleave slightly out of order; stopping at the
+        first young record never removes one younger than the cutoff.
+        """
+        size = self.store.audit_size()
+        for first in range(start, size, 10_000):
+            for offset, leaf in enumerate(
+                self.store.audit_leaves(first, min(size, first + 10_000))
+            ):
+                if leaf.at >= cutoff:
+                    return first + offset
+        return size
+
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, sign a final checkpoint, stop the writer."""
         self._queue.put(_STOP)
@@ -391,12 +502,43 @@ def stored_checkpoints(store: Store) -> list[Checkpoint]:
 
 
 def stored_leaf_bytes(store: Store, *, chunk: int = 50_000) -> list[bytes]:
-    """Every leaf's record bytes, in order."""
+    """The record bytes of every leaf whose body is stored, in order.
+
+    Records whose bodies retention removed are left out, so after retention the list no longer
+    starts at index 0; verification needs every position, which ``stored_log`` gives.
+    """
     size = store.audit_size()
     out: list[bytes] = []
     for start in range(0, size, chunk):
         out += [
             leaf.record_json.encode()
             for leaf in store.audit_leaves(start, min(size, start + chunk))
+            if leaf.record_json is not None
         ]
     return out
+
+
+def stored_log(store: Store, start: int = 0, *, chunk: int = 50_000) -> list[bytes | PrunedLeaf]:
+    """Every position of the log from ``start`` on, in order, as ``verify_log`` takes it: the
+    record bytes, or a ``PrunedLeaf`` holding the stored leaf hash where retention removed the
+    body."""
+    size = store.audit_size()
+    out: list[bytes | PrunedLeaf] = []
+    for first in range(start, size, chunk):
+        out += [
+            PrunedLeaf(leaf.leaf_hash) if leaf.record_json is None else leaf.record_json.encode()
+            for leaf in store.audit_leaves(first, min(size, first + chunk))
+        ]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    """What one retention run did: records ``[0, pruned_before)`` are summarised by
+    ``checkpoint`` and the ``retention`` record at ``record_index``; ``removed`` bodies went."""
+
+    pruned_before: int
+    record_index: int
+    removed: int
+    checkpoint: Checkpoint
+    cutoff: str

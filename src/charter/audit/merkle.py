@@ -47,8 +47,8 @@ def _largest_power_of_two_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _fold_peaks(peaks: Sequence[bytes]) -> bytes:
-    """Root from the perfect subtrees of a tree, largest (leftmost) first.
+def fold_peaks(peaks: Sequence[bytes]) -> bytes:
+    """The root of a tree from its perfect subtrees, largest (leftmost) first (``peaks_at``).
 
     RFC 9162 splits a tree at the largest power of two, so the left part is always perfect and the
     root is H(p0, H(p1, ... H(p_{n-2}, p_{n-1}))): a fold from the right.
@@ -92,6 +92,15 @@ def roots_at(hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
     of size s has a perfect subtree at level k for every bit k set in s, namely node (s >> k) - 1
     of that level; the pass picks those up on the way and folds them at the end.
     """
+    return {size: fold_peaks(peaks) for size, peaks in peaks_at(hashes, sizes).items()}
+
+
+def peaks_at(hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, list[bytes]]:
+    """The perfect-subtree hashes (leftmost first) of several prefixes, in one pass.
+
+    These are what ``MerkleTree.state()`` holds for a tree of that size, and the left-hand nodes
+    of any consistency proof from that size (see ``range_consistency_proof``).
+    """
     wanted = sorted(set(sizes))
     for size in wanted:
         _check_size(size, "tree size")
@@ -111,8 +120,13 @@ def roots_at(hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
             break
         level = _next_level(level)
         k += 1
-    # Peaks were collected smallest level first, which is rightmost first; the fold wants leftmost.
-    return {size: _fold_peaks(peaks[size][::-1]) for size in wanted}
+    # Peaks were collected smallest level first, which is rightmost first; callers want leftmost.
+    return {size: peaks[size][::-1] for size in wanted}
+
+
+def frontier(hashes: Sequence[bytes]) -> MerkleTree:
+    """An incremental tree holding ``hashes``, built in one bulk pass (to append more to it)."""
+    return MerkleTree.from_state(len(hashes), peaks_at(hashes, [len(hashes)])[len(hashes)])
 
 
 def root(hashes: Sequence[bytes]) -> bytes:
@@ -226,6 +240,46 @@ def inclusion_proof(index: int, hashes: Sequence[bytes]) -> list[bytes]:
 def consistency_proof(old_size: int, new_size: int, hashes: Sequence[bytes]) -> list[bytes]:
     """The consistency proof from the first ``old_size`` to the first ``new_size`` leaves."""
     return MerkleLevels(hashes).consistency_proof(old_size, new_size)
+
+
+def range_consistency_proof(
+    old_peaks: Sequence[bytes], old_size: int, new_leaves: Sequence[bytes]
+) -> list[bytes]:
+    """PROOF(old_size, D[0:new_size]) from the old tree's subtree hashes and the new leaf hashes.
+
+    ``old_peaks`` are the perfect-subtree hashes of the first ``old_size`` leaves (leftmost first,
+    as ``MerkleTree.state()`` or ``peaks_at`` give them) and ``new_leaves`` the leaf hashes of
+    ``[old_size, new_size)``. Every node of an RFC 9162 consistency proof lies either wholly
+    inside the old tree, where it is one of its perfect subtrees, or wholly after it, where it
+    is the root of a run of new leaves; so a verifier who trusts the old tree and holds the new
+    records can build the proof itself, in O(new leaves), without the old records.
+    """
+    _check_size(old_size, "old tree size")
+    if len(old_peaks) != old_size.bit_count():
+        raise InvalidRequest(
+            f"a tree of size {old_size} has {old_size.bit_count()} subtree hashes, "
+            f"got {len(old_peaks)}",
+            hint="pass what peaks_at or MerkleTree.state() returned",
+        )
+    new_size = old_size + len(new_leaves)
+    if old_size == 0 or old_size == new_size:
+        return []
+    path: list[bytes] = []
+    peaks = iter(old_peaks)
+    lo, hi, m, complete = 0, new_size, old_size, True
+    # The loop of MerkleLevels.consistency_proof; each left-hand node taken is the next peak.
+    while m != hi - lo:
+        k = _largest_power_of_two_below(hi - lo)
+        if m <= k:
+            path.append(root(new_leaves[lo + k - old_size : hi - old_size]))
+            hi = lo + k
+        else:
+            path.append(next(peaks))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        path.append(next(peaks))
+    path.reverse()
+    return path
 
 
 # --- verification (RFC 9162 sections 2.1.3.2 and 2.1.4.2, step by step) --------------------------
@@ -404,7 +458,7 @@ class MerkleTree:
 
     def root(self) -> bytes:
         """The current root (the empty-tree root when nothing was appended)."""
-        return _fold_peaks(self._peaks)
+        return fold_peaks(self._peaks)
 
     def __repr__(self) -> str:
         return f"MerkleTree(size={self._size}, root={self.root().hex()[:16]}...)"

@@ -8,6 +8,7 @@ only the public key.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Mapping, Sequence
@@ -29,15 +30,21 @@ from charter.audit.checkpoint import (
 )
 from charter.audit.merkle import (
     EMPTY_ROOT,
+    HASH_SIZE,
     InvalidProof,
     MerkleLevels,
+    MerkleTree,
+    fold_peaks,
     leaf_hash,
     leaf_hashes,
+    peaks_at,
+    range_consistency_proof,
     roots_at,
     verify_consistency,
     verify_inclusion,
 )
-from charter.audit.records import AuditRecord, leaf_bytes, parse_leaf
+from charter.audit.records import AuditRecord, RecordKind, leaf_bytes, parse_leaf
+from charter.audit.retention import RetentionInvalid, RetentionStatement, verify_retention
 from charter.errors import InvalidRequest
 
 BUNDLE_FORMAT = "charter.audit.bundle/v1"
@@ -59,6 +66,23 @@ class FailureKind(StrEnum):
     NO_CHECKPOINT = "no_checkpoint"  # records exist but no trusted checkpoint vouches for them
     BAD_PROOF = "bad_proof"  # an inclusion or consistency proof in a bundle does not hold
     MALFORMED_BUNDLE = "malformed_bundle"
+    BAD_RETENTION = "bad_retention"  # a retention record that is malformed, forged or misplaced
+    PRUNED_WITHOUT_RETENTION = "pruned_without_retention"  # a body gone, no retention covers it
+
+
+@dataclass(frozen=True, slots=True)
+class PrunedLeaf:
+    """A log entry whose record body retention removed: only the stored leaf hash remains.
+
+    Verification takes the hash as given; the signed roots still catch any change to it, and
+    a valid ``retention`` record must cover the position (see docs/audit.md, Retention).
+    """
+
+    leaf_hash: bytes
+
+
+LogEntry = AuditRecord | bytes | PrunedLeaf
+"""One position of the log as verification takes it: a record, its leaf bytes, or a pruned leaf."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +128,8 @@ class VerificationReport:
     verified_size: int
     failures: tuple[Failure, ...]
     suppressed: int = 0
+    summarised: int = 0
+    verified_from: int = 0
 
     @property
     def ok(self) -> bool:
@@ -139,6 +165,13 @@ class VerificationReport:
             f"{self.checkpoints_verified}/{self.checkpoints_total} checkpoints verified, "
             f"records [0, {self.verified_size}) vouched for"
         )
+        if self.verified_from:
+            head += (
+                f"; records [0, {self.verified_from}) taken from the trusted checkpoint of size "
+                f"{self.verified_from}, not re-read"
+            )
+        if self.summarised:
+            head += f"; records [0, {self.summarised}) summarised by retention (bodies removed)"
         if self.ok:
             tail = f"; {self.uncovered} newer records await a checkpoint" if self.uncovered else ""
             return f"OK: {head}{tail}"
@@ -172,9 +205,16 @@ class _Failures:
             self.suppressed += 1
 
 
-def _leaf_and_index(item: AuditRecord | bytes, position: int, out: _Failures) -> bytes:
+def _leaf_and_index(item: LogEntry, position: int, out: _Failures) -> bytes | PrunedLeaf:
     """The leaf bytes of one entry, noting a malformed leaf or one at the wrong position."""
     index: int | None
+    if isinstance(item, PrunedLeaf):
+        if not isinstance(item.leaf_hash, bytes) or len(item.leaf_hash) != HASH_SIZE:
+            raise InvalidRequest(
+                f"entry {position} is a pruned leaf without a {HASH_SIZE}-byte leaf hash",
+                hint="pass the leaf hash as stored",
+            )
+        return item
     if isinstance(item, AuditRecord):
         data, index = leaf_bytes(item), item.index
     elif isinstance(item, bytes | bytearray | memoryview):
@@ -191,7 +231,8 @@ def _leaf_and_index(item: AuditRecord | bytes, position: int, out: _Failures) ->
             return data
     else:
         raise InvalidRequest(
-            f"entry {position} is a {type(item).__name__}, not an AuditRecord or leaf bytes",
+            f"entry {position} is a {type(item).__name__}, not an AuditRecord, leaf bytes or a "
+            "PrunedLeaf",
             hint="pass the records in log order, or their leaf bytes as stored",
         )
     if index != position:
@@ -263,10 +304,17 @@ def _check_checkpoints(
 
 
 def _check_roots(
-    hashes: Sequence[bytes], valid: list[tuple[int, Checkpoint]], out: _Failures
+    n: int,
+    roots: Mapping[int, bytes],
+    valid: list[tuple[int, Checkpoint]],
+    out: _Failures,
+    floor: int = 0,
 ) -> int:
-    """Compare each trusted checkpoint with the recomputed root; returns the largest size proven."""
-    n = len(hashes)
+    """Compare each trusted checkpoint with the recomputed root; returns the largest size proven.
+
+    ``roots`` holds the recomputed root of every checkpoint size up to ``n``, the log's size.
+    ``floor`` is the size of a checkpoint trusted without re-reading the records below it.
+    """
     covered = [(pos, cp) for pos, cp in valid if cp.tree_size <= n]
     for pos, cp in valid:
         if cp.tree_size > n:
@@ -280,7 +328,6 @@ def _check_roots(
                     checkpoint=pos,
                 )
             )
-    roots = roots_at(hashes, (cp.tree_size for _, cp in covered))
     good_sizes = sorted({cp.tree_size for _, cp in covered if roots[cp.tree_size] == cp.root_hash})
     for pos, cp in covered:
         if roots[cp.tree_size] == cp.root_hash:
@@ -299,10 +346,15 @@ def _check_roots(
             continue
         # Records below the largest matching checkpoint are as signed, so the change is above it.
         lo = max((s for s in good_sizes if s < cp.tree_size), default=0)
+        what = (
+            "a stored leaf hash"
+            if cp.tree_size <= floor
+            else "a record (or the stored leaf hash of a pruned one)"
+        )
         out.add(
             Failure(
                 FailureKind.ROOT_MISMATCH,
-                f"a record in [{lo}, {cp.tree_size}) was changed, deleted, inserted or reordered "
+                f"{what} in [{lo}, {cp.tree_size}) was changed, deleted, inserted or reordered "
                 f"after this checkpoint was signed at {cp.timestamp}",
                 index=lo,
                 index_end=cp.tree_size,
@@ -312,8 +364,222 @@ def _check_roots(
     return max(good_sizes, default=0)
 
 
+_RETENTION_MARK = b'"kind":"retention"'
+
+
+def _retention_statements(
+    leaves: Sequence[bytes | PrunedLeaf],
+    offset: int,
+    ring: Mapping[str, Ed25519PublicKey],
+    log_id: str | None,
+    out: _Failures,
+) -> list[tuple[int, RetentionStatement]]:
+    """The retention records among the bodies, with a valid signature, and their positions."""
+    found: list[tuple[int, RetentionStatement]] = []
+    for i, data in enumerate(leaves):
+        # A cheap byte test first: only a retention record (or a detail that looks like one)
+        # holds this text unescaped, so almost no leaf is parsed.
+        if isinstance(data, PrunedLeaf) or _RETENTION_MARK not in data:
+            continue
+        position = offset + i
+        try:
+            record = parse_leaf(data)
+        except InvalidRequest as exc:
+            out.add(Failure(FailureKind.BAD_RETENTION, exc.message, index=position))
+            continue
+        if record.kind is not RecordKind.RETENTION:
+            continue
+        try:
+            statement = RetentionStatement.from_record(record)
+            verify_retention(statement, ring, log_id)
+        except RetentionInvalid as exc:
+            out.add(Failure(FailureKind.BAD_RETENTION, exc.message, index=position))
+            continue
+        found.append((position, statement))
+    return found
+
+
+def _check_summaries(
+    statements: Sequence[tuple[int, RetentionStatement]],
+    roots: Mapping[int, bytes],
+    out: _Failures,
+) -> int:
+    """The largest prefix a valid retention record summarises (0 if none).
+
+    A statement is valid when the root of the leaf hashes it names is the root it signed.
+    """
+    summarised = 0
+    for position, st in statements:
+        if roots[st.pruned_before] != st.root_hash:
+            out.add(
+                Failure(
+                    FailureKind.ROOT_MISMATCH,
+                    f"the leaf hashes of records [0, {st.pruned_before}) no longer give the root "
+                    f"signed by the retention record at {position}: a stored leaf hash of the "
+                    "summarised records was changed",
+                    index=0,
+                    index_end=st.pruned_before,
+                )
+            )
+            continue
+        summarised = max(summarised, st.pruned_before)
+    return summarised
+
+
+def _check_pruned(
+    leaves: Sequence[bytes | PrunedLeaf], offset: int, summarised: int, out: _Failures
+) -> None:
+    """Every removed body must lie inside a prefix a valid retention record summarises."""
+    start: int | None = None
+    for i, data in enumerate([*leaves, b""]):  # a sentinel closes the last run
+        position = offset + i
+        orphan = isinstance(data, PrunedLeaf) and position >= summarised
+        if orphan and start is None:
+            start = position
+        elif not orphan and start is not None:
+            out.add(
+                Failure(
+                    FailureKind.PRUNED_WITHOUT_RETENTION,
+                    f"the bodies of records [{start}, {position}) were removed, but no valid "
+                    f"retention record summarises them (summarised: [0, {summarised})): records "
+                    "were deleted outside retention",
+                    index=start,
+                    index_end=position,
+                )
+            )
+            start = None
+
+
+def _hash_entries(
+    entries: Sequence[LogEntry], offset: int, out: _Failures
+) -> tuple[list[bytes | PrunedLeaf], list[bytes]]:
+    leaves = [_leaf_and_index(item, offset + i, out) for i, item in enumerate(entries)]
+    bodies = [x for x in leaves if not isinstance(x, PrunedLeaf)]
+    if len(bodies) == len(leaves):  # nothing pruned: the bulk hash
+        return leaves, leaf_hashes(bodies)
+    sha = hashlib.sha256
+    hashes = [
+        x.leaf_hash if isinstance(x, PrunedLeaf) else sha(b"\x00" + x).digest() for x in leaves
+    ]
+    return leaves, hashes
+
+
+def _roots(
+    prefix_peaks: Sequence[bytes], offset: int, tail: Sequence[bytes], sizes: Sequence[int]
+) -> dict[int, bytes]:
+    """Roots at ``sizes`` (each >= ``offset``) of the tree ``prefix_peaks`` + ``tail``."""
+    if offset == 0:
+        return roots_at(tail, sizes)
+    wanted = sorted(set(sizes))
+    tree = MerkleTree.from_state(offset, prefix_peaks)
+    roots: dict[int, bytes] = {}
+    for size in wanted:
+        tree.extend(tail[tree.size - offset : size - offset])
+        roots[size] = tree.root()
+    return roots
+
+
+def _verify(
+    prefix: Sequence[bytes],
+    entries: Sequence[LogEntry],
+    checkpoints: Sequence[Checkpoint],
+    public_keys: PublicKeys,
+    log_id: str | None,
+    incremental: bool,
+) -> VerificationReport:
+    out = _Failures()
+    offset = len(prefix)
+    leaves, tail = _hash_entries(entries, offset, out)
+    n = offset + len(tail)
+    ring = keyring(public_keys)
+    valid = _check_checkpoints(checkpoints, ring, log_id, out)
+    if log_id is None and valid:
+        log_id = valid[0][1].log_id
+    statements = _retention_statements(leaves, offset, ring, log_id, out)
+    sizes = {cp.tree_size for _, cp in valid if cp.tree_size <= n}
+    sizes |= {st.pruned_before for _, st in statements} | {offset, n}
+    below = sorted(s for s in sizes if s <= offset)
+    peaks = peaks_at(prefix, below)
+    roots = {s: fold_peaks(p) for s, p in peaks.items()}
+    roots.update(_roots(peaks[offset], offset, tail, [s for s in sizes if s > offset]))
+    verified_size = _check_roots(n, roots, valid, out, floor=offset)
+    summarised = _check_summaries(statements, roots, out)
+    _check_pruned(leaves, offset, summarised, out)
+    if incremental:
+        _check_from(offset, peaks[offset], tail, roots[offset], valid, out)
+    elif tail and not valid:
+        out.add(
+            Failure(
+                FailureKind.NO_CHECKPOINT,
+                "no checkpoint signed by a trusted key vouches for any record",
+            )
+        )
+    return VerificationReport(
+        tree_size=n,
+        root_hash=roots[n],
+        checkpoints_total=len(checkpoints),
+        checkpoints_verified=len(valid),
+        verified_size=verified_size,
+        failures=tuple(out.items),
+        suppressed=out.suppressed,
+        summarised=summarised,
+        verified_from=offset,
+    )
+
+
+def _check_from(
+    size: int,
+    peaks: Sequence[bytes],
+    tail: Sequence[bytes],
+    prefix_root: bytes,
+    valid: list[tuple[int, Checkpoint]],
+    out: _Failures,
+) -> None:
+    """The trusted checkpoint matches the stored hashes, and the latest one extends it."""
+    trusted = [(pos, cp) for pos, cp in valid if cp.tree_size == size]
+    if not trusted:
+        out.add(
+            Failure(
+                FailureKind.NO_CHECKPOINT,
+                f"no checkpoint of size {size} signed by a trusted key to verify from",
+            )
+        )
+        return
+    pos, cp = trusted[0]
+    if prefix_root != cp.root_hash:
+        out.add(
+            Failure(
+                FailureKind.ROOT_MISMATCH,
+                f"the stored leaf hashes of records [0, {size}) no longer give the root of the "
+                "trusted checkpoint: the log was changed below it",
+                index=0,
+                index_end=size,
+                checkpoint=pos,
+            )
+        )
+        return
+    later = [(p, c) for p, c in valid if size < c.tree_size <= size + len(tail)]
+    if not later:
+        return
+    latest_pos, latest = max(later, key=lambda pc: _size_key(pc[1]))
+    proof = range_consistency_proof(peaks, size, tail[: latest.tree_size - size])
+    try:
+        verify_consistency(size, latest.tree_size, cp.root_hash, latest.root_hash, proof)
+    except InvalidProof as exc:
+        out.add(
+            Failure(
+                FailureKind.BAD_PROOF,
+                f"the latest checkpoint (size {latest.tree_size}) does not extend the trusted one "
+                f"(size {size}) with these records: {exc.message}",
+                index=size,
+                index_end=latest.tree_size,
+                checkpoint=latest_pos,
+            )
+        )
+
+
 def verify_log(
-    records_or_leaf_bytes: Sequence[AuditRecord | bytes],
+    records_or_leaf_bytes: Sequence[LogEntry],
     checkpoints: Sequence[Checkpoint],
     public_keys: PublicKeys,
     *,
@@ -326,29 +592,31 @@ def verify_log(
     truncated log (a checkpoint covers more records than there are), forged checkpoints and
     checkpoints signed by an untrusted key. Records after the last checkpoint cannot be vouched
     for; ``report.uncovered`` counts them. Pass ``log_id`` to reject checkpoints of another log.
+
+    Entries may be ``PrunedLeaf`` where retention removed a body: the stored leaf hash stands in
+    for it, and a validly signed ``retention`` record in the log must summarise that position.
     """
-    out = _Failures()
-    leaves = [_leaf_and_index(item, i, out) for i, item in enumerate(records_or_leaf_bytes)]
-    hashes = leaf_hashes(leaves)
-    ring = keyring(public_keys)
-    valid = _check_checkpoints(checkpoints, ring, log_id, out)
-    verified_size = _check_roots(hashes, valid, out)
-    if hashes and not valid:
-        out.add(
-            Failure(
-                FailureKind.NO_CHECKPOINT,
-                "no checkpoint signed by a trusted key vouches for any record",
-            )
-        )
-    return VerificationReport(
-        tree_size=len(hashes),
-        root_hash=roots_at(hashes, [len(hashes)])[len(hashes)],
-        checkpoints_total=len(checkpoints),
-        checkpoints_verified=len(valid),
-        verified_size=verified_size,
-        failures=tuple(out.items),
-        suppressed=out.suppressed,
-    )
+    return _verify((), records_or_leaf_bytes, checkpoints, public_keys, log_id, False)
+
+
+def verify_log_from(
+    trusted_hashes: Sequence[bytes],
+    records_after: Sequence[LogEntry],
+    checkpoints: Sequence[Checkpoint],
+    public_keys: PublicKeys,
+    *,
+    log_id: str | None = None,
+) -> VerificationReport:
+    """Verify a log from a trusted checkpoint on, without re-reading the records it covers.
+
+    ``trusted_hashes`` are the stored leaf hashes of the first SIZE records, where a checkpoint
+    of tree size SIZE is among ``checkpoints`` (signed by a trusted key; typically the one the
+    previous audit ended at), and ``records_after`` the log from index SIZE on. Checks that the
+    hashes still give that checkpoint's root, that the records after it are as every later
+    checkpoint signed, and an RFC 9162 consistency proof from the trusted checkpoint to the
+    latest, built from the trusted tree's subtree hashes and the new records.
+    """
+    return _verify(trusted_hashes, records_after, checkpoints, public_keys, log_id, True)
 
 
 # --- export bundles ------------------------------------------------------------------------------
@@ -360,7 +628,7 @@ def _record_dict(item: AuditRecord | bytes) -> dict[str, Any]:
 
 
 def build_bundle(
-    records: Sequence[AuditRecord | bytes],
+    records: Sequence[LogEntry],
     checkpoints: Sequence[Checkpoint],
     public_key: Ed25519PublicKey,
     proofs_for: Sequence[int] | None = None,
@@ -373,8 +641,12 @@ def build_bundle(
     consecutive checkpoints: enough to prove these records are in the log without revealing others.
     ``public_key`` is included for reference; a verifier must use its own trusted copy.
     """
-    leaves = [it if isinstance(it, bytes) else leaf_bytes(it) for it in records]
-    levels = MerkleLevels(leaf_hashes(leaves))
+    summarised = _pruned_prefix(records)
+    # _pruned_prefix refused a pruned entry after the prefix, so this only narrows the type.
+    kept = [it for it in records[summarised:] if not isinstance(it, PrunedLeaf)]
+    leaves = [it if isinstance(it, bytes) else leaf_bytes(it) for it in kept]
+    pruned = [it.leaf_hash for it in records[:summarised] if isinstance(it, PrunedLeaf)]
+    levels = MerkleLevels(pruned + leaf_hashes(leaves))
     usable = sorted((cp for cp in checkpoints if cp.tree_size <= levels.size), key=_size_key)
     consistency = []
     for older, newer in itertools.pairwise(usable):
@@ -399,7 +671,9 @@ def build_bundle(
         "inclusion": [],
     }
     if proofs_for is None:
-        bundle["records"] = [_record_dict(it) for it in records]
+        bundle["records"] = [_record_dict(it) for it in kept]
+        if summarised:  # records retention summarised: only their leaf hashes exist
+            bundle["summarised_leaf_hashes"] = [h.hex() for h in pruned]
         return bundle
     if not usable:
         raise InvalidRequest(
@@ -414,7 +688,12 @@ def build_bundle(
                 f"record {index} is not covered by the latest checkpoint (size {target})",
                 hint="sign a checkpoint that includes it, or pick indexes below that size",
             )
-    bundle["records"] = [_record_dict(records[i]) for i in selected]
+        if index < summarised:
+            raise InvalidRequest(
+                f"record {index} was summarised by retention: only its leaf hash remains",
+                hint=f"pick records from {summarised} on",
+            )
+    bundle["records"] = [_record_dict(kept[i - summarised]) for i in selected]
     bundle["inclusion"] = [
         {
             "index": i,
@@ -424,6 +703,19 @@ def build_bundle(
         for i in selected
     ]
     return bundle
+
+
+def _pruned_prefix(records: Sequence[LogEntry]) -> int:
+    """How many leading entries are pruned; a pruned entry after a body is refused."""
+    count = 0
+    while count < len(records) and isinstance(records[count], PrunedLeaf):
+        count += 1
+    if any(isinstance(it, PrunedLeaf) for it in records[count:]):
+        raise InvalidRequest(
+            "records retention did not summarise have lost their bodies",
+            hint="run `charter audit verify`: records were deleted outside retention",
+        )
+    return count
 
 
 def _size_key(cp: Checkpoint) -> tuple[int, str]:
@@ -454,13 +746,29 @@ def verify_bundle(bundle: Mapping[str, Any], public_key: PublicKeys) -> Verifica
             checkpoints.append(Checkpoint.from_dict(raw))
         except CheckpointInvalid as exc:
             out.add(Failure(FailureKind.MALFORMED_CHECKPOINT, exc.message, checkpoint=pos))
+    entries: list[LogEntry] = _bundle_summarised(bundle.get("summarised_leaf_hashes"))
     leaves: list[bytes] = []
     for pos, raw in enumerate(bundle.get("records") or []):
-        leaves.append(_bundle_leaf(raw, pos, out))
+        leaves.append(_bundle_leaf(raw, len(entries) + pos, out))
     if bundle.get("complete") is True:
-        report = verify_log(leaves, checkpoints, public_key, log_id=bundle.get("log_id"))
+        report = verify_log(
+            [*entries, *leaves], checkpoints, public_key, log_id=bundle.get("log_id")
+        )
         return _merge(report, out, len(bundle.get("checkpoints") or []))
     return _verify_selective(bundle, leaves, checkpoints, public_key, out)
+
+
+def _bundle_summarised(value: Any) -> list[LogEntry]:
+    """The leaf hashes of the records retention summarised, as pruned entries."""
+    if value is None:
+        return []
+    try:
+        hashes = _hexes(value)
+    except ValueError as exc:
+        raise InvalidRequest("summarised_leaf_hashes must be a list of hex strings") from exc
+    if any(len(h) != HASH_SIZE for h in hashes):
+        raise InvalidRequest(f"summarised_leaf_hashes must be {HASH_SIZE}-byte hashes")
+    return [PrunedLeaf(h) for h in hashes]
 
 
 def _bundle_leaf(raw: Any, pos: int, out: _Failures) -> bytes:

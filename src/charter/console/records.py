@@ -30,6 +30,8 @@ def newest_first(store: Store, *, max_scan: int = MAX_SCAN) -> Iterator[Record]:
     while end > 0 and scanned < max_scan:
         start = max(0, end - CHUNK)
         for leaf in reversed(store.audit_leaves(start, end)):
+            if leaf.record_json is None:
+                return  # older records were summarised by retention: nothing further back
             yield json.loads(leaf.record_json)
         scanned += end - start
         end = start
@@ -267,9 +269,13 @@ def inclusion_proof(store: Store, index: int, checkpoint: Any | None) -> Proof:
         from charter.errors import NotFound
 
         raise NotFound(f"the log has no record {index}", hint="search the audit log for records")
-    data = leaves[0].record_json.encode()
-    record = json.loads(data)
-    hashed = leaf_hash(data)
+    if leaves[0].record_json is None:  # summarised by retention: only its leaf hash is kept
+        record: dict[str, Any] = {"index": index, "summarised_by_retention": True}
+        hashed = leaves[0].leaf_hash
+    else:
+        data = leaves[0].record_json.encode()
+        record = json.loads(data)
+        hashed = leaf_hash(data)
     if checkpoint is None or index >= checkpoint.tree_size:
         return Proof(record, hashed.hex(), None, None, (), False)
     size = checkpoint.tree_size

@@ -299,6 +299,8 @@ def _eval_records(store: Store, charter_version: str) -> list[AuditRecord]:
     chunk = 10_000
     for start in range(0, size, chunk):
         for leaf in store.audit_leaves(start, min(size, start + chunk)):
+            if leaf.record_json is None:  # summarised by audit retention
+                continue
             data = json.loads(leaf.record_json)
             if data.get("kind") == RecordKind.EVAL_RUN and (
                 data.get("charter_version") == charter_version

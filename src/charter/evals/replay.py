@@ -130,6 +130,8 @@ def _records(store: Store, start: dt.datetime, end: dt.datetime) -> list[AuditRe
     out = []
     for first in range(0, size, 10_000):
         for leaf in store.audit_leaves(first, min(size, first + 10_000)):
+            if leaf.record_json is None:  # summarised by audit retention
+                continue
             data = json.loads(leaf.record_json)
             if data.get("kind") != RecordKind.VERDICT:
                 continue

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from charter.audit.control import run_retention
 from charter.document.version import short_version
 from charter.errors import (
     AuthenticationFailed,
@@ -192,12 +193,14 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sweeper = None
+        tasks = []
         if gateway.actions is not None:  # approvals past their deadline are denied on time
-            sweeper = asyncio.create_task(gateway.actions.service.run_sweeper(30.0))
+            tasks.append(asyncio.create_task(gateway.actions.service.run_sweeper(30.0)))
+        if gateway.audit is not None:  # records past the charter's retention are summarised
+            tasks.append(asyncio.create_task(run_retention(gateway.audit, gateway.charter)))
         yield
-        if sweeper is not None:
-            sweeper.cancel()
+        for task in tasks:
+            task.cancel()
         if on_shutdown is not None:
             await on_shutdown()
 

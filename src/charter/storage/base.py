@@ -57,11 +57,20 @@ class SpendRow:
 
 @dataclass(frozen=True, slots=True)
 class AuditLeaf:
-    """One leaf of the audit Merkle log: its hash and the canonical JSON record it hashes."""
+    """One leaf of the audit Merkle log: its hash and the canonical JSON record it hashes.
+
+    ``record_json`` is None once the record was summarised by retention (``audit_prune``): the
+    leaf hash stays, so the tree and every checkpoint still verify, but the body is gone.
+    """
 
     leaf_hash: bytes
-    record_json: str
+    record_json: str | None
     at: datetime
+
+    @property
+    def pruned(self) -> bool:
+        """True when retention removed this record's body and only its leaf hash remains."""
+        return self.record_json is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +310,26 @@ class Store(ABC):
 
     @abstractmethod
     def audit_leaves(self, start: int, end: int) -> list[AuditLeaf]:
-        """Leaves with ``start <= seq < end`` in order; like slicing, stops at the log's end."""
+        """Leaves with ``start <= seq < end`` in order; like slicing, stops at the log's end.
+
+        A leaf whose body retention removed has ``record_json`` None (``AuditLeaf.pruned``).
+        """
+
+    @abstractmethod
+    def audit_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """Only the leaf hashes of ``start <= seq < end``, in order (no record bodies are read).
+
+        What an incremental verification needs for the part of the log it already trusts.
+        """
+
+    @abstractmethod
+    def audit_prune(self, before_seq: int) -> int:
+        """Remove the record bodies of leaves with ``seq < before_seq``, keeping their hashes.
+
+        Only retention calls this, after a signed ``retention`` record naming the range is
+        committed (see docs/audit.md); the hashes keep every root and checkpoint verifiable.
+        Returns how many bodies were removed (already pruned leaves are not counted).
+        """
 
     @abstractmethod
     def audit_content_put(self, ref: str, text: str) -> None:

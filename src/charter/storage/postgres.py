@@ -460,12 +460,32 @@ class PostgresStore(Store):
     def audit_leaves(self, start: int, end: int) -> list[AuditLeaf]:
         v.audit_range(start, end)
         with self._conn("read the audit log") as conn:
+            # A pruned body is stored as '' (see audit_prune); a canonical record never is.
             rows = conn.execute(
-                "SELECT leaf_hash, record_json, at FROM audit_leaves"
+                "SELECT leaf_hash, nullif(record_json, ''), at FROM audit_leaves"
                 " WHERE seq >= %s AND seq < %s ORDER BY seq",
                 (start, end),
             ).fetchall()
         return [AuditLeaf(bytes(h), j, _utc(t)) for h, j, t in rows]
+
+    def audit_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        v.audit_range(start, end)
+        with self._conn("read the audit log's leaf hashes") as conn:
+            rows = conn.execute(
+                "SELECT leaf_hash FROM audit_leaves WHERE seq >= %s AND seq < %s ORDER BY seq",
+                (start, end),
+            ).fetchall()
+        return [bytes(h) for (h,) in rows]
+
+    def audit_prune(self, before_seq: int) -> int:
+        v.integer(before_seq, "before_seq", minimum=0)
+        # The column stays NOT NULL, as on SQLite: '' marks a pruned body, None when read.
+        with self._write("prune audit record bodies") as conn:
+            cursor = conn.execute(
+                "UPDATE audit_leaves SET record_json = '' WHERE seq < %s AND record_json <> ''",
+                (before_seq,),
+            )
+            return cursor.rowcount
 
     def audit_content_put(self, ref: str, text: str) -> None:
         params = (v.text(ref, "ref"), v.text(text, "text", allow_empty=True))

@@ -459,12 +459,33 @@ class SQLiteStore(Store):
     def audit_leaves(self, start: int, end: int) -> list[AuditLeaf]:
         v.audit_range(start, end)
         with self._read("read the audit log") as conn:
+            # A pruned body is stored as '' (see audit_prune); a canonical record never is.
             rows = conn.execute(
-                "SELECT leaf_hash, record_json, at_us FROM audit_leaves"
+                "SELECT leaf_hash, nullif(record_json, ''), at_us FROM audit_leaves"
                 " WHERE seq >= ? AND seq < ? ORDER BY seq",
                 (start, end),
             ).fetchall()
         return [AuditLeaf(bytes(h), j, v.from_micros(t)) for h, j, t in rows]
+
+    def audit_leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        v.audit_range(start, end)
+        with self._read("read the audit log's leaf hashes") as conn:
+            rows = conn.execute(
+                "SELECT leaf_hash FROM audit_leaves WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (start, end),
+            ).fetchall()
+        return [bytes(h) for (h,) in rows]
+
+    def audit_prune(self, before_seq: int) -> int:
+        v.integer(before_seq, "before_seq", minimum=0)
+        # The column stays NOT NULL: '' marks a pruned body, which no migration (and no table
+        # rebuild of the largest table) is needed for; the read methods turn it into None.
+        with self._write("prune audit record bodies", durable=True) as conn:
+            cursor = conn.execute(
+                "UPDATE audit_leaves SET record_json = '' WHERE seq < ? AND record_json <> ''",
+                (before_seq,),
+            )
+            return cursor.rowcount
 
     def audit_content_put(self, ref: str, text: str) -> None:
         params = (v.text(ref, "ref"), v.text(text, "text", allow_empty=True))

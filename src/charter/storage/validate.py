@@ -108,6 +108,11 @@ def audit_leaves(leaves: Sequence[AuditLeaf]) -> None:
     """Check every leaf of a batch before any is appended."""
     for leaf in leaves:
         blob(leaf.leaf_hash, "leaf.leaf_hash")
+        if leaf.record_json is None:  # only retention removes a body, never an append
+            raise InvalidRequest(
+                "leaf.record_json is None: an appended leaf must carry its record",
+                hint="pass the record's canonical JSON",
+            )
         text(leaf.record_json, "leaf.record_json")
         aware(leaf.at, "leaf.at")
 
