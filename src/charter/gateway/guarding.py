@@ -31,7 +31,10 @@ from charter.policy.verdict import Action, Stage, Verdict
 from charter.providers.types import ChatRequest, Message
 
 DEFAULT_REFUSAL = "I can't help with that request."
-ESCALATED = "This request needs a person to review it; it has been held."
+ESCALATED = (
+    "This request needs a person to review it, so it was not answered automatically. "
+    "Our team can follow up."
+)
 _EXTENSION_KEYS = {"untrusted_messages", "conversation_id", "subject", "attributes"}
 
 
