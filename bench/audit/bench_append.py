@@ -1,8 +1,10 @@
 """Audit append throughput and the latency group commit adds, on SQLite and PostgreSQL.
 
-Many writers submit records at once (as concurrent gateway requests do); the writer thread commits
-everything queued while the previous commit was in flight, durably. Reports records/s and the
-per-record wait (submit -> committed) p50/p99, side by side for both backends in one run.
+Many writers submit records at once, as the gateway's concurrent requests do: coroutines on one
+event loop, each awaiting its record's commit before submitting the next (threads would measure
+the GIL convoy of hundreds of OS threads instead). The writer thread commits everything queued
+while the previous commit was in flight, durably. Reports records/s and the per-record wait
+(submit -> committed) p50/p99, side by side for both backends in one run.
 
     python bench/audit/bench_append.py                 # both backends, 20,000 records, 64 writers
     python bench/audit/bench_append.py --records 100000 --writers 200
@@ -11,9 +13,9 @@ per-record wait (submit -> committed) p50/p99, side by side for both backends in
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -35,8 +37,13 @@ def draft(i: int, key: bytes) -> Draft:
         action=Action.ALLOW,
         reason="answered",
         content=(Content.hashed("input", key, f"Where is my parcel for order {i}?"),),
-        details={"model": "sim-small", "status": 200, "input_tokens": 23,
-                 "output_tokens": 41, "cost_micro_usd": 31},
+        details={
+            "model": "sim-small",
+            "status": 200,
+            "input_tokens": 23,
+            "output_tokens": 41,
+            "cost_micro_usd": 31,
+        },
     )
 
 
@@ -46,24 +53,19 @@ def run(url: str, records: int, writers: int, state: Path) -> dict[str, float]:
     keys = open_keys(state)
     log = AuditLog(store, keys, checkpoint_every=10**9)
     waits: list[float] = []
-    lock = threading.Lock()
     per_writer = records // writers
 
-    def writer(w: int) -> None:
-        mine = []
+    async def writer(w: int) -> None:
         for j in range(per_writer):
             start = time.perf_counter()
-            log.append_sync(draft(w * per_writer + j, keys.content))
-            mine.append(time.perf_counter() - start)
-        with lock:
-            waits.extend(mine)
+            await log.append(draft(w * per_writer + j, keys.content))
+            waits.append(time.perf_counter() - start)
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    async def everyone() -> None:
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+
     began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(everyone())
     elapsed = time.perf_counter() - began
     log.close()
     assert store.audit_size() == per_writer * writers
@@ -84,9 +86,12 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(("SQLite (WAL, durable commits)",
-                     run(f"sqlite:///{tmp}/bench.db", args.records, args.writers,
-                         Path(tmp) / "s1")))
+        rows.append(
+            (
+                "SQLite (WAL, durable commits)",
+                run(f"sqlite:///{tmp}/bench.db", args.records, args.writers, Path(tmp) / "s1"),
+            )
+        )
         import psycopg
 
         schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -95,8 +100,12 @@ def main() -> None:
         try:
             sep = "&" if "?" in args.postgres else "?"
             url = f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
-            rows.append(("PostgreSQL (synchronous_commit on)",
-                         run(url, args.records, args.writers, Path(tmp) / "s2")))
+            rows.append(
+                (
+                    "PostgreSQL (synchronous_commit on)",
+                    run(url, args.records, args.writers, Path(tmp) / "s2"),
+                )
+            )
         finally:
             with psycopg.connect(args.postgres, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -104,8 +113,9 @@ def main() -> None:
     print("| backend | records/s | wait p50 | wait p99 |")
     print("|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['records_per_s']:,.0f} | {r['p50_ms']:.2f} ms | "
-              f"{r['p99_ms']:.2f} ms |")
+        print(
+            f"| {name} | {r['records_per_s']:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |"
+        )
 
 
 if __name__ == "__main__":

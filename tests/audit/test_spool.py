@@ -114,3 +114,26 @@ def test_prepared_leaf_is_byte_identical_to_the_record_encoding() -> None:
         now = utc_now()
         for index in (0, 7, 123456789):
             assert Prepared.of(d).leaf(index, now) == leaf_bytes(d.record(index, now))
+
+
+def test_coroutines_waiting_on_one_batch_each_get_their_number(tmp_path: Path) -> None:
+    """Pins: one wake-up per batch and event loop (not per record); a cancelled request's record
+    is committed all the same, and settling it does not raise."""
+    import asyncio
+
+    store = open_store(f"sqlite:///{tmp_path}/a.db")
+    store.migrate()
+    log = AuditLog(store, open_keys(tmp_path / "state"))
+
+    async def run() -> list[int | None]:
+        tasks = [asyncio.create_task(log.append(draft(i))) for i in range(200)]
+        await asyncio.sleep(0)  # every task has queued its record and waits for the commit
+        tasks[7].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return [r for r in results if isinstance(r, int)]
+
+    numbers = asyncio.run(run())
+    log.close()
+    assert len(numbers) == 199 and len(set(numbers)) == 199
+    assert store.audit_size() == 200  # the cancelled request's record was still committed
+    store.close()

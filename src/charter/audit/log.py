@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -176,9 +177,43 @@ def open_keys(data_dir: str | os.PathLike[str]) -> AuditKeys:
 
 @dataclass
 class _Pending:
+    """A queued record and who waits for it: a thread (``future``) or a coroutine (``waiter``
+    on ``loop``; a batch wakes each loop once, not once per record)."""
+
     draft: Draft
     prepared: Prepared
-    future: concurrent.futures.Future[int | None]
+    future: concurrent.futures.Future[int | None] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[int | None] | None = None
+
+
+def _settle_waiters(
+    items: list[tuple[asyncio.Future[int | None], int | BaseException | None]],
+) -> None:
+    for waiter, outcome in items:
+        if waiter.done():
+            continue  # the request was cancelled; the record is committed all the same
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+
+def _settle(batch: Sequence[_Pending], outcomes: Sequence[int | BaseException | None]) -> None:
+    """Tell every waiter of a batch how its record ended: threads directly, each event loop with
+    one callback for all of its coroutines."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        if pending.future is not None:
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+        elif pending.loop is not None and pending.waiter is not None:
+            by_loop.setdefault(pending.loop, []).append((pending.waiter, outcome))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle_waiters, items)
 
 
 class AuditLog:
@@ -218,12 +253,15 @@ class AuditLog:
         is durably spooled because the database is unreachable."""
         future: concurrent.futures.Future[int | None] = concurrent.futures.Future()
         # Validated and encoded here, in the caller, not in the one writer thread.
-        self._queue.put(_Pending(draft, Prepared.of(draft), future))
+        self._queue.put(_Pending(draft, Prepared.of(draft), future=future))
         return future
 
     async def append(self, draft: Draft) -> int | None:
         """Append a record and wait until it is committed (or durably spooled)."""
-        return await asyncio.wrap_future(self.submit(draft))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        self._queue.put(_Pending(draft, Prepared.of(draft), loop=loop, waiter=waiter))
+        return await waiter
 
     def append_sync(self, draft: Draft, timeout: float = 30.0) -> int | None:
         return self.submit(draft).result(timeout)
@@ -287,11 +325,9 @@ class AuditLog:
                     f"the audit record could not be committed ({type(exc).__name__}: {exc})"
                 )
             )
-            for pending in batch:  # every waiter learns the record was not committed
-                pending.future.set_exception(error)
+            _settle(batch, [error] * len(batch))  # every waiter learns it was not committed
             return
-        for pending, number in zip(batch, numbers, strict=True):
-            pending.future.set_result(number)
+        _settle(batch, numbers)
         self._maybe_checkpoint()
 
     def _to_spool(self, batch: Sequence[_Pending]) -> None:
@@ -301,11 +337,9 @@ class AuditLog:
             self.spool.append(draft_to_json(p.draft, Spool.new_id(), now) for p in batch)
         except OSError as exc:
             error = StorageUnavailable(f"the audit store and the local spool both failed: {exc}")
-            for pending in batch:
-                pending.future.set_exception(error)
+            _settle(batch, [error] * len(batch))
             return
-        for pending in batch:
-            pending.future.set_result(None)
+        _settle(batch, [None] * len(batch))
 
     def _drain_spool(self, *, force: bool = False) -> bool:
         """Replay spooled records in order; True when the spool is empty afterwards."""
