@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -42,33 +43,37 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("charter serve did not start")
 
 
+def start_serve(
+    tmp_path: Path, database: str, state: Path
+) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
+    """`charter serve` on the example as its own process on a free loopback port: the process,
+    its base URL and its log file (close it when the process has stopped)."""
+    port = free_port()
+    env = {**os.environ, "CHARTER_DATABASE": database, "CHARTER_DATA_DIR": str(state)}
+    log_file = (tmp_path / "serve.log").open("wb")
+    command = [
+        sys.executable,
+        "-m",
+        "charter.cli",
+        "serve",
+        "--charter",
+        str(EXAMPLE),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
+    return proc, f"http://127.0.0.1:{port}", log_file
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_under_load_loses_no_acknowledged_record(
     backend: str, tmp_path: Path, postgres_url: str
 ) -> None:
     database = f"sqlite:///{tmp_path}/c.db" if backend == "sqlite" else postgres_url
     state = tmp_path / "state"
-    port = free_port()
-    env = {**os.environ, "CHARTER_DATABASE": database, "CHARTER_DATA_DIR": str(state)}
-    log_file = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "charter.cli",
-            "serve",
-            "--charter",
-            str(EXAMPLE),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base, log_file = start_serve(tmp_path, database, state)
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +18,7 @@ import httpx
 from charter.audit.log import stored_checkpoints, stored_leaf_bytes
 from charter.audit.verify import verify_log
 from charter.storage import open_store
-from tests.audit.test_crash import EXAMPLE, KEY, free_port, postgres_url, wait_ready
+from tests.audit.test_crash import KEY, postgres_url, start_serve, wait_ready
 
 __all__ = ["postgres_url"]  # the fixture, re-used
 
@@ -99,27 +96,7 @@ def test_postgres_outage_spools_and_drains_in_order(tmp_path: Path, postgres_url
     proxy = CuttableProxy(("127.0.0.1", 5432))
     proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     state = tmp_path / "state"
-    port = free_port()
-    env = {**os.environ, "CHARTER_DATABASE": proxied, "CHARTER_DATA_DIR": str(state)}
-    log_file = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "charter.cli",
-            "serve",
-            "--charter",
-            str(EXAMPLE),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base, log_file = start_serve(tmp_path, proxied, state)
     acknowledged: list[str] = []
     body = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
     try:

@@ -11,7 +11,7 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,7 +30,7 @@ from charter.errors import (
 )
 from charter.gateway.keys import hash_key
 from charter.gateway.messages import error_body, to_chat_request, to_events, to_message
-from charter.gateway.service import Gateway, Outcome, validate_body
+from charter.gateway.service import Gateway, Outcome
 from charter.providers.types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,16 @@ def bearer(request: Request) -> str | None:
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
     return request.headers.get("x-api-key") or None  # Anthropic-style clients
+
+
+def validate_body(body: object, what: str) -> Mapping[str, Any]:
+    """The request body as a JSON object, or a 400 saying what to send."""
+    if not isinstance(body, Mapping):
+        raise InvalidRequest(
+            f"the {what} body must be a JSON object",
+            hint="send Content-Type: application/json with an object body",
+        )
+    return body
 
 
 async def read_json(request: Request, what: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import secrets
@@ -25,7 +26,6 @@ from charter.errors import (
     BudgetExceeded,
     CharterError,
     InternalError,
-    InvalidRequest,
     NotFound,
     PermissionDenied,
     PolicyViolation,
@@ -512,7 +512,7 @@ class Gateway:
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
                     cost_micro_usd=cost,
-                    at=_utcnow(),
+                    at=dt.datetime.now(dt.UTC),
                 )
             )
 
@@ -531,7 +531,7 @@ class Gateway:
 
     def _draft(self, outcome: Outcome) -> Draft:
         """The audit record of one request, holding content only in the form the charter allows."""
-        ruled = [v for v in outcome.verdicts]
+        ruled = outcome.verdicts
         worst = max((v.effective for v in ruled), key=lambda a: a.severity, default=Action.ALLOW)
         deciding = outcome.refused_by or next(
             (v for v in ruled if v.effective is worst and worst is not Action.ALLOW), None
@@ -673,21 +673,3 @@ def refusal(evaluation: Evaluation) -> CharterError:
 def sse_error(exc: CharterError) -> bytes:
     """An OpenAI-style error event, then the end of the stream."""
     return b"data: " + json.dumps(exc.to_dict()).encode() + b"\n\ndata: [DONE]\n\n"
-
-
-def _utcnow() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)
-
-
-def validate_body(body: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(body, Mapping):
-        raise InvalidRequest(
-            f"the {what} body must be a JSON object",
-            hint="send Content-Type: application/json with an object body",
-        )
-    return body
-
-
-__all__: Sequence[str] = ["Gateway", "Outcome", "Routed", "refusal"]
