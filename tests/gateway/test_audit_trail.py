@@ -66,7 +66,6 @@ async def test_records_are_provable_and_verifiable(
     report = verify_log(leaves, stored_checkpoints(services.store), public)
     assert report.ok, report.summary()
 
-    db = services.store
     url = f"sqlite:///{tmp_path}/charter.db"
     state = str(tmp_path / "state")
     runner = CliRunner(env={"COLUMNS": "200"})
@@ -115,4 +114,3 @@ async def test_records_are_provable_and_verifiable(
         )
     tampered = runner.invoke(main, ["audit", "verify", "--database", url, "--data-dir", state])
     assert tampered.exit_code == 1 and "FAILED" in tampered.output
-    assert db is services.store
