@@ -11,11 +11,9 @@ import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-import httpx
-from httpx_sse import EventSource
-
 from charter.errors import InvalidRequest, UpstreamError
-from charter.providers.openai_compat import DEFAULT_TIMEOUT, new_http_client, resolve_api_key
+from charter.providers.http import Session, Timeouts, post_json, raise_for_status, sse_data
+from charter.providers.openai_compat import json_body, resolve_api_key
 from charter.providers.types import (
     ChatRequest,
     ChatResponse,
@@ -260,7 +258,7 @@ class _StreamState:
 
 
 class AnthropicProvider:
-    """Calls ``{base_url}/v1/messages`` with ``x-api-key`` over one pooled httpx client.
+    """Calls ``{base_url}/v1/messages`` with ``x-api-key`` over one keep-alive pool.
 
     ``default_max_tokens`` is sent when the request sets none: the Messages API requires it.
     """
@@ -274,8 +272,7 @@ class AnthropicProvider:
         api_key_env: str | None = "ANTHROPIC_API_KEY",
         default_max_tokens: int = 4096,
         headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeouts: Timeouts | None = None,
         max_connections: int = 100,
     ) -> None:
         self.name = name
@@ -289,8 +286,7 @@ class AnthropicProvider:
             **(headers or {}),
         }
         self.default_max_tokens = default_max_tokens
-        self._owns_client = http_client is None
-        self._client = http_client or new_http_client(max_connections, timeout)
+        self._session = Session(max_connections, timeouts)
 
     def __repr__(self) -> str:
         return f"AnthropicProvider({self.name!r}, base_url={self.base_url!r})"
@@ -299,32 +295,23 @@ class AnthropicProvider:
         body = to_messages_body(req, self.default_max_tokens)
         if stream:
             body["stream"] = True
-        return json.dumps(body, separators=(",", ":")).encode()
+        return json_body(body)
 
     async def generate(self, req: ChatRequest) -> ChatResponse:
         """One non-streamed Messages call."""
-        response = await self._client.post(
-            self._url, content=self._body(req, False), headers=self._headers
-        )
-        response.raise_for_status()
-        try:
-            data = response.json()
-        except ValueError:
-            raise UpstreamError(f"provider '{self.name}' answered with non-JSON") from None
+        body = self._body(req, False)
+        data = await post_json(self._session, self._url, body, self._headers, self.name)
         return from_messages_response(data, self.name)
 
     async def stream(self, req: ChatRequest) -> AsyncGenerator[StreamChunk, None]:
         """A streamed Messages call, mapped event by event."""
         state = _StreamState(self.name)
-        async with self._client.stream(
-            "POST", self._url, content=self._body(req, True), headers=self._headers
-        ) as response:
-            if response.is_error:
-                await response.aread()
-                response.raise_for_status()
-            async for event in EventSource(response).aiter_sse():
+        session = self._session.get()
+        async with session.post(self._url, data=self._body(req, True), headers=self._headers) as r:
+            await raise_for_status(r)
+            async for event in sse_data(r, self.name):
                 try:
-                    data = json.loads(event.data)
+                    data = json.loads(event)
                 except json.JSONDecodeError:
                     raise UpstreamError(
                         f"provider '{self.name}' sent a stream event that is not JSON"
@@ -345,6 +332,5 @@ class AnthropicProvider:
         )
 
     async def aclose(self) -> None:
-        """Close the connection pool, if this provider created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the connection pool."""
+        await self._session.aclose()

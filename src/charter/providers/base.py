@@ -3,15 +3,16 @@
 A ``Provider`` only speaks its upstream's protocol. ``ProviderClient`` owns everything else, once:
 timeouts, retries with full-jitter exponential backoff (honouring ``Retry-After``), a concurrency
 limit, fallback to other providers, usage accounting (estimated when the upstream reports none) and
-the translation of httpx errors into ``UpstreamError`` / ``UpstreamTimeout``.
+the translation of HTTP errors into ``UpstreamError`` / ``UpstreamTimeout``.
 
 What an adapter may raise, and how the wrapper treats it:
 
-* ``httpx.HTTPStatusError`` (read the body first, so the message can be shown): 429, 500, 502,
-  503, 504 and 529 are retried; 400 and 422 become ``InvalidRequest``; anything else
-  ``UpstreamError``.
-* ``httpx.TimeoutException`` -> ``UpstreamTimeout``; other ``httpx.TransportError`` (refused,
-  reset, cut) -> ``UpstreamError``; both retried.
+* ``UpstreamStatus`` (``charter.providers.http``, with the body read so the message can be
+  shown): 429, 500, 502, 503, 504 and 529 are retried; 400 and 422 become ``InvalidRequest``;
+  anything else ``UpstreamError``.
+* ``TimeoutError`` -> ``UpstreamTimeout``; ``aiohttp.ClientConnectionError`` and
+  ``aiohttp.ClientPayloadError`` (refused, reset, cut mid-body) -> ``UpstreamError``; both retried.
+  Any other ``aiohttp.ClientError`` -> ``UpstreamError``, not retried.
 * ``UpstreamError`` with an ``upstream_status`` detail: retried when the status is retryable.
 * Any other ``CharterError`` passes through unchanged and is not retried.
 
@@ -24,15 +25,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
-import httpx
+import aiohttp
 
 from charter.errors import (
     CharterError,
@@ -41,6 +50,7 @@ from charter.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from charter.providers.http import UpstreamStatus
 from charter.providers.tokens import (
     estimate_embedding_usage,
     estimate_input_tokens,
@@ -62,6 +72,9 @@ RETRYABLE_STATUS: frozenset[int] = frozenset((429, 500, 502, 503, 504, 529))
 """Upstream HTTP statuses worth another try (529 is Anthropic's 'overloaded')."""
 
 T = TypeVar("T")
+
+_UPSTREAM_FAILURES = (CharterError, UpstreamStatus, aiohttp.ClientError, TimeoutError)
+"""What one try may fail with, to be classified; anything else is a bug and propagates."""
 
 
 @runtime_checkable
@@ -143,9 +156,8 @@ class _Exhausted(Exception):
         self.error = error
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the upstream asked us to wait (``retry-after-ms`` or ``Retry-After``), if any."""
-    headers = response.headers
     millis = headers.get("retry-after-ms")
     if millis is not None:
         with contextlib.suppress(ValueError):
@@ -163,15 +175,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
-def _upstream_message(response: httpx.Response) -> str:
+def _upstream_message(status: UpstreamStatus) -> str:
     """The upstream's error message (OpenAI and Anthropic shapes), else the start of the body."""
     try:
-        body = response.json()
-    except (ValueError, httpx.ResponseNotRead):
-        try:
-            return response.text[:300].strip() or response.reason_phrase
-        except httpx.ResponseNotRead:
-            return response.reason_phrase
+        body = json.loads(status.body)
+    except ValueError:
+        return status.body[:300].strip() or status.reason
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -182,7 +191,7 @@ def _upstream_message(response: httpx.Response) -> str:
 
 
 def translate_error(exc: BaseException, provider: str) -> CharterError:
-    """The Charter error for a failure of ``provider`` (for adapters that call httpx directly)."""
+    """The Charter error for a failure of ``provider`` (for callers outside ``ProviderClient``)."""
     if isinstance(exc, CharterError):
         return exc
     return _classify(exc, provider).error
@@ -193,9 +202,9 @@ def _classify(exc: BaseException, provider: str) -> _Failure:
         status = exc.details.get("upstream_status")
         retryable = isinstance(exc, UpstreamTimeout) or status in RETRYABLE_STATUS
         return _Failure(exc, retryable)
-    if isinstance(exc, httpx.HTTPStatusError):
-        return _classify_status(exc.response, provider)
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, UpstreamStatus):
+        return _classify_status(exc, provider)
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
         kind = type(exc).__name__
         return _Failure(
             UpstreamTimeout(
@@ -204,7 +213,7 @@ def _classify(exc: BaseException, provider: str) -> _Failure:
             ),
             True,
         )
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
         return _Failure(
             UpstreamError(
                 f"provider '{provider}' connection failed: {type(exc).__name__}: {exc}",
@@ -212,14 +221,14 @@ def _classify(exc: BaseException, provider: str) -> _Failure:
             ),
             True,
         )
-    if isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, aiohttp.ClientError):
         return _Failure(UpstreamError(f"provider '{provider}' failed: {exc}"), False)
     raise exc
 
 
-def _classify_status(response: httpx.Response, provider: str) -> _Failure:
-    status = response.status_code
-    message = f"provider '{provider}' answered {status}: {_upstream_message(response)}"
+def _classify_status(answer: UpstreamStatus, provider: str) -> _Failure:
+    status = answer.status
+    message = f"provider '{provider}' answered {status}: {_upstream_message(answer)}"
     if status in (400, 422):
         return _Failure(InvalidRequest(message, hint="fix the request; it was not retried"), False)
     if status in (401, 403):
@@ -234,7 +243,7 @@ def _classify_status(response: httpx.Response, provider: str) -> _Failure:
     return _Failure(
         UpstreamError(message, upstream_status=status),
         status in RETRYABLE_STATUS,
-        _retry_after(response),
+        _retry_after(answer.headers),
     )
 
 
@@ -360,7 +369,7 @@ class ProviderClient:
             try:
                 async with asyncio.timeout(self.settings.timeout_s):
                     return await call(), attempt + 1
-            except (CharterError, httpx.HTTPError, TimeoutError) as exc:
+            except _UPSTREAM_FAILURES as exc:
                 failure = _classify(exc, self.name)
             finally:
                 self._release()
@@ -540,7 +549,7 @@ class ChatStream(AsyncIterator[StreamChunk]):
                 async for chunk in self._one_attempt(client, upstream_req):
                     yield chunk
                 return
-            except (CharterError, httpx.HTTPError, TimeoutError) as exc:
+            except _UPSTREAM_FAILURES as exc:
                 failure = _classify(exc, client.name)
                 if self.started:
                     raise self._cut(failure.error) from exc

@@ -11,10 +11,8 @@ import os
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-import httpx
-from httpx_sse import EventSource
-
 from charter.errors import ConfigurationError, UpstreamError
+from charter.providers.http import Session, Timeouts, post_json, raise_for_status, sse_data
 from charter.providers.types import (
     ChatRequest,
     ChatResponse,
@@ -22,9 +20,6 @@ from charter.providers.types import (
     EmbeddingResponse,
     StreamChunk,
 )
-
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=30.0)
-"""httpx's own per-operation timeouts; the overall deadlines belong to ``ProviderClient``."""
 
 
 def resolve_api_key(provider: str, api_key: str | None, api_key_env: str | None) -> str | None:
@@ -40,27 +35,9 @@ def resolve_api_key(provider: str, api_key: str | None, api_key_env: str | None)
     return value
 
 
-def new_http_client(max_connections: int, timeout: httpx.Timeout | float) -> httpx.AsyncClient:
-    """A pooled client: keep-alive connections are what keeps per-call overhead low."""
-    return httpx.AsyncClient(
-        timeout=timeout,
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-    )
-
-
-def _json_body(body: Mapping[str, Any]) -> bytes:
+def json_body(body: Mapping[str, Any]) -> bytes:
+    """Compact JSON, as providers receive it."""
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def _decode(response: httpx.Response, provider: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise UpstreamError(
-            f"provider '{provider}' answered {response.status_code} with a body that is not JSON"
-        ) from None
 
 
 def _stream_error(data: Mapping[str, Any], provider: str) -> UpstreamError:
@@ -75,9 +52,8 @@ def _stream_error(data: Mapping[str, Any], provider: str) -> UpstreamError:
 
 
 class OpenAICompatProvider:
-    """Calls ``{base_url}/chat/completions``, ``/embeddings`` over one pooled httpx client.
+    """Calls ``{base_url}/chat/completions`` and ``/embeddings`` over one keep-alive pool.
 
-    Pass ``http_client`` to share one pool between providers (it is then not closed here);
     ``stream_usage=False`` for old servers that reject ``stream_options``.
     """
 
@@ -89,8 +65,7 @@ class OpenAICompatProvider:
         api_key: str | None = None,
         api_key_env: str | None = None,
         headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeouts: Timeouts | None = None,
         max_connections: int = 100,
         stream_usage: bool = True,
     ) -> None:
@@ -107,53 +82,31 @@ class OpenAICompatProvider:
         key = resolve_api_key(name, api_key, api_key_env)
         if key:
             self._headers["authorization"] = f"Bearer {key}"
-        self._owns_client = http_client is None
-        # httpcore scans its whole pool on every request and release, so one pool of 100
-        # connections costs more CPU per request than several small ones; calls are spread
-        # round-robin over the shards (measured in bench/gateway: see README, Performance).
-        shards = 1 if http_client is not None else max(1, min(8, max_connections // 12))
-        per_shard = -(-max_connections // shards)
-        self._clients = (
-            [http_client]
-            if http_client is not None
-            else [new_http_client(per_shard, timeout) for _ in range(shards)]
-        )
-        self._next = 0
+        self._session = Session(max_connections, timeouts)
         self._stream_usage = stream_usage
-
-    @property
-    def _client(self) -> httpx.AsyncClient:
-        """The next pool shard, round-robin."""
-        self._next = (self._next + 1) % len(self._clients)
-        return self._clients[self._next]
 
     def __repr__(self) -> str:
         return f"OpenAICompatProvider({self.name!r}, base_url={self.base_url!r})"
 
     async def generate(self, req: ChatRequest) -> ChatResponse:
         """One non-streamed chat completion."""
-        response = await self._client.post(
-            self._chat_url, content=_json_body(req.to_openai(stream=False)), headers=self._headers
-        )
-        response.raise_for_status()
-        return ChatResponse.from_openai(_decode(response, self.name))
+        body = json_body(req.to_openai(stream=False))
+        data = await post_json(self._session, self._chat_url, body, self._headers, self.name)
+        return ChatResponse.from_openai(data)
 
     async def stream(self, req: ChatRequest) -> AsyncGenerator[StreamChunk, None]:
         """A streamed chat completion, one ``StreamChunk`` per SSE event until ``[DONE]``."""
         body = req.to_openai(stream=True)
         if not self._stream_usage:
             body.pop("stream_options", None)
-        async with self._client.stream(
-            "POST", self._chat_url, content=_json_body(body), headers=self._headers
-        ) as response:
-            if response.is_error:
-                await response.aread()
-                response.raise_for_status()
-            async for event in EventSource(response).aiter_sse():
-                if event.data == "[DONE]":
+        session = self._session.get()
+        async with session.post(self._chat_url, data=json_body(body), headers=self._headers) as r:
+            await raise_for_status(r)
+            async for event in sse_data(r, self.name):
+                if event == "[DONE]":
                     return
                 try:
-                    data = json.loads(event.data)
+                    data = json.loads(event)
                 except json.JSONDecodeError:
                     raise UpstreamError(
                         f"provider '{self.name}' sent a stream event that is not JSON"
@@ -164,14 +117,10 @@ class OpenAICompatProvider:
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
         """Embeddings for ``req.input``."""
-        response = await self._client.post(
-            self._embed_url, content=_json_body(req.to_openai()), headers=self._headers
-        )
-        response.raise_for_status()
-        return EmbeddingResponse.from_openai(_decode(response, self.name))
+        body = json_body(req.to_openai())
+        data = await post_json(self._session, self._embed_url, body, self._headers, self.name)
+        return EmbeddingResponse.from_openai(data)
 
     async def aclose(self) -> None:
-        """Close the connection pool, if this provider created it."""
-        if self._owns_client:
-            for client in self._clients:
-                await client.aclose()
+        """Close the connection pool."""
+        await self._session.aclose()
