@@ -44,9 +44,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_serve(
-    tmp_path: Path, database: str, state: Path
+    tmp_path: Path, database: str, state: Path, charter: Path = EXAMPLE
 ) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
-    """`charter serve` on the example as its own process on a free loopback port: the process,
+    """`charter serve` on ``charter`` as its own process on a free loopback port: the process,
     its base URL and its log file (close it when the process has stopped)."""
     port = free_port()
     env = {**os.environ, "CHARTER_DATABASE": database, "CHARTER_DATA_DIR": str(state)}
@@ -57,7 +57,7 @@ def start_serve(
         "charter.cli",
         "serve",
         "--charter",
-        str(EXAMPLE),
+        str(charter),
         "--port",
         str(port),
         "--log-level",
@@ -67,13 +67,35 @@ def start_serve(
     return proc, f"http://127.0.0.1:{port}", log_file
 
 
+def with_durability(durability: str, tmp_path: Path) -> Path:
+    """The example charter, beside the original (it names files next to it), with the audit
+    control's ``durability`` set."""
+    text = EXAMPLE.read_text()
+    marker = "      content: redacted\n"
+    assert marker in text, "the example's audit control changed; update this test"
+    path = EXAMPLE.parent / f".crash-test-{tmp_path.name}.yaml"
+    path.write_text(text.replace(marker, marker + f"      durability: {durability}\n", 1))
+    return path
+
+
+@pytest.mark.parametrize("durability", ["flush", "commit"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_under_load_loses_no_acknowledged_record(
-    backend: str, tmp_path: Path, postgres_url: str
+    backend: str, durability: str, tmp_path: Path, postgres_url: str
 ) -> None:
     database = f"sqlite:///{tmp_path}/c.db" if backend == "sqlite" else postgres_url
     state = tmp_path / "state"
-    proc, base, log_file = start_serve(tmp_path, database, state)
+    charter = with_durability(durability, tmp_path)
+    proc, base, log_file = start_serve(tmp_path, database, state, charter)
+    try:
+        wait_ready(base, proc)  # the charter is read at start: the copy can go once it is up
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        log_file.close()
+        raise
+    finally:
+        charter.unlink()
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -97,7 +119,6 @@ def test_sigkill_under_load_loses_no_acknowledged_record(
                         acknowledged.append(response.headers["x-charter-request-id"])
 
     try:
-        wait_ready(base, proc)
         workers = [threading.Thread(target=load) for _ in range(8)]
         for worker in workers:
             worker.start()

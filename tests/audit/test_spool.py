@@ -26,11 +26,11 @@ class Flaky:
         return getattr(self.store, name)
 
     def append_audit_built(
-        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]], *, flush: bool = True
     ) -> list[int]:
         if self.down.is_set():
             raise StorageUnavailable("database is down (test)")
-        return self.store.append_audit_built(count, build)
+        return self.store.append_audit_built(count, build, flush=flush)
 
     def audit_size(self) -> int:
         if self.down.is_set():

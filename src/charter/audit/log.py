@@ -229,8 +229,10 @@ class AuditLog:
         checkpoint_every: int = 10_000,
         spool: Spool | None = None,
         retry_s: float = 1.0,
+        flush: bool = True,
     ) -> None:
         self.store = store
+        self.flush = flush  # each commit reaches the disk before its waiters hear of it
         self.spool = spool
         self.retry_s = retry_s
         self._down_until = 0.0  # after a failure, spool without asking the store until then
@@ -302,7 +304,7 @@ class AuditLog:
                 leaves.append(AuditLeaf(leaf_hash(data), data.decode(), at))
             return leaves
 
-        numbers = self.store.append_audit_built(len(prepared), build)
+        numbers = self.store.append_audit_built(len(prepared), build, flush=self.flush)
         self._since_checkpoint += len(prepared)
         return numbers
 

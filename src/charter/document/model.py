@@ -481,6 +481,13 @@ class AuditSettings(Strict):
 
     content: Literal["none", "hashed", "redacted"] = "hashed"
     retention: Duration = "400d"
+    durability: Literal["flush", "commit"] = Field(
+        "flush",
+        description="flush: a request is answered once its record is on disk, so it survives a "
+        "power cut (a disk flush per commit batch). commit: once its record is committed to the "
+        "database, so it survives a crash of Charter but records of the last moments before a "
+        "power cut or OS crash can be lost (never reordered; checkpoints are always flushed).",
+    )
 
 
 # --- standards: how good work looks ------------------------------------------------------------

@@ -15,7 +15,7 @@ from charter.document.model import Charter, Provider
 from charter.errors import ConfigurationError
 from charter.gateway.actions import ToolGate, audit_listener
 from charter.gateway.keys import KeyRing
-from charter.gateway.service import Gateway, Routed
+from charter.gateway.service import Gateway, Routed, audit_flushes
 from charter.observability import Observer
 from charter.policy.engine import Engine
 from charter.policy.runtime import Runtime
@@ -133,7 +133,7 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
     models = build_models(charter)
     spend = SpendWriter(store)
     spool = Spool(Path(settings.data_dir) / "audit-spool.jsonl")
-    audit = AuditLog(store, open_keys(settings.data_dir), spool=spool)
+    audit = AuditLog(store, open_keys(settings.data_dir), spool=spool, flush=audit_flushes(charter))
     tools = None
     if any(c.kind == "tool_policy" and c.mode != "off" for c in charter.controls):
         from charter.approvals.service import ActionService

@@ -629,6 +629,14 @@ def _verdict_summary(v: Verdict) -> dict[str, Any]:
     return out
 
 
+def audit_flushes(charter: Charter) -> bool:
+    """Whether each audit commit must reach the disk before the request is answered."""
+    for control in charter.controls:
+        if control.kind == "audit" and control.mode != "off":
+            return control.settings.durability == "flush"
+    return True
+
+
 def audit_content_form(charter: Charter) -> str:
     """What the audit trail may keep of content: the charter's audit control says; hashed by
     default, so content can be matched later without being stored."""

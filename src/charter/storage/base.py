@@ -295,13 +295,17 @@ class Store(ABC):
 
     @abstractmethod
     def append_audit_built(
-        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]], *, flush: bool = True
     ) -> list[int]:
         """Append ``count`` leaves that ``build(first_seq)`` makes once their numbers are known.
 
         ``build`` runs inside the transaction that assigns the numbers, so a record can carry its
         own sequence number in its hashed bytes and the database stays the one sequencer for every
         replica. It must return exactly ``count`` leaves and do no I/O of its own.
+
+        ``flush`` returns only once the commit is on disk (it survives a power cut); without it the
+        commit survives a crash of the process but not of the machine (the audit control's
+        ``durability``: docs/audit.md).
         """
 
     @abstractmethod

@@ -421,11 +421,11 @@ class PostgresStore(Store):
     # -- audit log -------------------------------------------------------------------------------
 
     def append_audit_built(
-        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]], *, flush: bool = True
     ) -> list[int]:
         if count <= 0:
             return []
-        with self._write("append to the audit log") as conn:
+        with self._write("append to the audit log", durable=flush) as conn:
             # The UPDATE locks the sequencer row until this transaction ends: appenders from
             # every replica queue here, and a rollback hands the numbers back, so no gaps.
             row = conn.execute(

@@ -7,8 +7,9 @@ reads never wait for writes (Datasette's layout).
 Durability: the file runs with ``synchronous=NORMAL``. In WAL mode that loses no committed
 transaction when the process crashes (even ``kill -9``: the WAL is in the OS page cache), only on
 power loss or an OS crash, and it saves an fsync per commit. Writes whose loss on power failure
-would matter (the audit log and its checkpoints, erasures, key creation and revocation, charter
-versions, migrations) switch to ``synchronous=FULL`` for their transaction. Spend and counter
+would matter (the audit log, unless its control's ``durability`` is ``commit``, and its
+checkpoints, erasures, key creation and revocation, charter versions, migrations) switch to
+``synchronous=FULL`` for their transaction. Spend and counter
 writes stay on NORMAL: they are per request, and losing the last instant before a power cut is the
 accepted cost.
 """
@@ -432,13 +433,13 @@ class SQLiteStore(Store):
     # -- audit log -------------------------------------------------------------------------------
 
     def append_audit_built(
-        self, count: int, build: Callable[[int], Sequence[AuditLeaf]]
+        self, count: int, build: Callable[[int], Sequence[AuditLeaf]], *, flush: bool = True
     ) -> list[int]:
         if count <= 0:
             return []
         # Reading the next number and inserting happen under the database write lock, so every
         # appender (thread or process) gets a distinct, contiguous block.
-        with self._write("append to the audit log", durable=True) as conn:
+        with self._write("append to the audit log", durable=flush) as conn:
             first = int(
                 conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM audit_leaves").fetchone()[0]
             )
