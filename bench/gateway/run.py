@@ -44,12 +44,16 @@ from servers import (
     keepalive_ms,
     litellm_version,
     start_charter,
+    start_floor,
     start_litellm,
     start_mock,
 )
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-TARGETS = ("direct", "charter", "litellm")
+TARGETS = ("direct", "floor", "charter", "charter-commit", "litellm")
+"""direct: the mock upstream alone; floor: a pass-through proxy on Charter's stack (uvicorn,
+Starlette, aiohttp) that does nothing else; charter: `charter serve` with audit durability
+`flush` (the default); charter-commit: the same with `durability: commit`; litellm: its proxy."""
 
 
 @dataclass(frozen=True)
@@ -220,14 +224,28 @@ def servers(
                 "is on (see bench/gateway/mock_upstream.py); run without --mock-shipped"
             )
         targets = {"direct": Target("direct", mock, UPSTREAM_MODEL, None)}
-        if "charter" in wanted:
-            progress("starting charter serve")
+        if "floor" in wanted:
+            progress("starting the pass-through floor proxy")
+            floor = start_floor(workdir, mock, pin.gateway)
+            stack.callback(floor.stop)
+            targets["floor"] = Target("floor", floor, UPSTREAM_MODEL, None)
+        for name, durability in (("charter", "flush"), ("charter-commit", "commit")):
+            if name not in wanted:
+                continue
+            progress(f"starting charter serve ({name}: audit durability {durability})")
             key = "sk-bench-" + secrets.token_hex(16)
             charter = start_charter(
-                workdir, mock, key, args.connections, pin.gateway, args.charter_bin
+                workdir,
+                mock,
+                key,
+                args.connections,
+                pin.gateway,
+                args.charter_bin,
+                durability=durability,
+                name=name,
             )
             stack.callback(charter.stop)
-            targets["charter"] = Target("charter", charter, CHARTER_MODEL, key)
+            targets[name] = Target(name, charter, CHARTER_MODEL, key)
         if "litellm" in wanted:
             ensure_litellm()
             progress("starting LiteLLM's proxy (slow to start)")

@@ -174,9 +174,12 @@ def charter_executable() -> str:
     return found
 
 
-def charter_yaml(upstream_base_url: str, key: str, connections: int) -> str:
+def charter_yaml(
+    upstream_base_url: str, key: str, connections: int, durability: str = "flush"
+) -> str:
     """A charter with a route, a budget and a rate limit that all run on every request, set so
-    that none of them refuses anything during a benchmark."""
+    that none of them refuses anything during a benchmark, and an audit control that says how
+    durable each request's record is before the answer goes out (docs/audit.md)."""
     review_by = (dt.date.today() + dt.timedelta(days=365)).isoformat()
     digest = hashlib.sha256(key.encode()).hexdigest()
     document = {
@@ -207,6 +210,14 @@ def charter_yaml(upstream_base_url: str, key: str, connections: int) -> str:
                 "review_by": review_by,
                 "enforced_by": ["bench-rate"],
             },
+            {
+                "id": "bench-evidence",
+                "statement": "Every benchmark request is in the audit trail.",
+                "owner": "bench",
+                "risk": "low",
+                "review_by": review_by,
+                "enforced_by": ["bench-audit"],
+            },
         ],
         "controls": [
             {
@@ -236,6 +247,12 @@ def charter_yaml(upstream_base_url: str, key: str, connections: int) -> str:
                         }
                     ]
                 },
+            },
+            {
+                "id": "bench-audit",
+                "kind": "audit",
+                "serves": ["bench-evidence"],
+                "settings": {"content": "hashed", "durability": durability},
             },
         ],
         "principals": [
@@ -277,10 +294,13 @@ def start_charter(
     connections: int,
     cpus: str | None,
     executable: str | None = None,
+    *,
+    durability: str = "flush",
+    name: str = "charter",
 ) -> Server:
     """``charter serve`` on the embedded default (SQLite in ``workdir``), in-process counters."""
-    path = workdir / "charter.yaml"
-    path.write_text(charter_yaml(upstream.base_url, key, connections))
+    path = workdir / f"{name}.yaml"
+    path.write_text(charter_yaml(upstream.base_url, key, connections, durability))
     port = free_port()
     cmd = [
         executable or charter_executable(),
@@ -288,14 +308,24 @@ def start_charter(
         "--charter",
         str(path),
         "--database",
-        f"sqlite:///{workdir / 'charter.db'}",
+        f"sqlite:///{workdir / (name + '.db')}",
         "--port",
         str(port),
         "--log-level",
         "warning",
     ]
     base = f"http://127.0.0.1:{port}"
-    return start("charter", pinned(cmd, cpus), base + "/v1", base + "/healthz", workdir)
+    env = {**os.environ, "CHARTER_DATA_DIR": str(workdir / f"{name}-state")}
+    return start(name, pinned(cmd, cpus), base + "/v1", base + "/healthz", workdir, env=env)
+
+
+def start_floor(workdir: Path, upstream: Server, cpus: str | None) -> Server:
+    """The pass-through proxy of ``floor_proxy.py``: what the stack costs before any control."""
+    port = free_port()
+    launcher = Path(__file__).with_name("floor_proxy.py")
+    cmd = [sys.executable, str(launcher), "--upstream", upstream.base_url, "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    return start("floor", pinned(cmd, cpus), base + "/v1", base + "/healthz", workdir)
 
 
 # --- LiteLLM ------------------------------------------------------------------------------------

@@ -189,13 +189,15 @@ def build_app(
 
     observed = gateway.observer.routes(gateway) if gateway.observer is not None else []
     routes = [
+        # Starlette tries routes in order: the model APIs first, so a request to them is matched
+        # by the first pattern tried instead of after every admin and console route.
+        Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
+        Route("/v1/messages", anthropic_messages, methods=["POST"]),
+        Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
+        Route("/v1/models", guarded(models), methods=["GET"]),
         *observed,
         *scan_routes(gateway),
         *actions.routes(gateway, require_admin, read_json, bearer, guarded),
-        Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
-        Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
-        Route("/v1/messages", anthropic_messages, methods=["POST"]),
-        Route("/v1/models", guarded(models), methods=["GET"]),
         Route("/healthz", guarded(health), methods=["GET"]),
         Route("/admin/v1/keys", guarded(admin_keys), methods=["GET", "POST"]),
         Route("/admin/v1/keys/{key_id}", guarded(admin_keys), methods=["DELETE"]),

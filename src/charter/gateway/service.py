@@ -526,8 +526,11 @@ class Gateway:
         del self.recent[:-200]
         if self.audit is not None:
             outcome.audit_index = await self.audit.append(self._draft(outcome))
-        if self.observer is not None:  # never raises; drift alerts go out off the request path
-            self.observer.observe(outcome, time.perf_counter() - outcome.started)
+        if self.observer is not None:
+            # Metrics and drift statistics are not part of the answer: they run on the loop's
+            # next turn, after the response has been written (observe never raises).
+            latency = time.perf_counter() - outcome.started
+            asyncio.get_running_loop().call_soon(self.observer.observe, outcome, latency)
 
     def _draft(self, outcome: Outcome) -> Draft:
         """The audit record of one request, holding content only in the form the charter allows."""
