@@ -240,10 +240,10 @@ async def test_upstream_failure_is_an_openai_error_and_costs_nothing(
     took = time.monotonic() - started
 
     got_status, error = client_error(response)
-    streamed = response.headers["content-type"].startswith("text/event-stream")
-    assert streamed == stream
-    # A stream's 200 goes out before the upstream is called, so there the error is an event.
-    assert got_status == (200 if streamed else status)
+    # A stream waits for the upstream's first chunk before its status line, so an upstream that
+    # fails before answering gets the same status and JSON error as a whole answer.
+    assert response.headers["content-type"].startswith("application/json")
+    assert got_status == status
     assert error["type"] == "upstream_error" and error["code"] == code
     assert fragment in error["message"]
     outcome = harness.services.gateway.recent[-1]

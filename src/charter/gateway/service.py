@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -317,8 +317,10 @@ class Gateway:
     async def chat_stream(
         self, info: KeyInfo, req: ChatRequest
     ) -> tuple[AsyncIterator[bytes], Outcome]:
-        """A streamed chat completion: admission happens before the first byte, so a refusal is
-        an ordinary HTTP error; spend is settled when the stream ends, however it ends."""
+        """A streamed chat completion: admission, and the wait for the upstream's first chunk,
+        happen before the status line, so a refusal, and an upstream that fails or times out
+        before answering, are ordinary HTTP errors (429, 502, 504...); spend is settled when the
+        stream ends, however it ends."""
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome, streaming=True):
             prep = await self._prepare(info, req, outcome, stream=True)
@@ -334,11 +336,19 @@ class Gateway:
                 refused = self._refused(outcome, req, inbound.refusal)
                 return self._sse_refusal(refused, req, outcome), outcome
             stream = routed.client.stream(prep.upstream)
+            try:
+                head: StreamChunk | None = await anext(stream)
+            except StopAsyncIteration:
+                head = None
+            except BaseException:
+                await stream.aclose()
+                await self._release(admission.reservation)
+                raise
             guard = self.guarding.stream_guard(inbound, ctx, outcome.verdicts)
             guard.whole_answer = guard.whole_answer or self.standards.holds_whole_answer(
                 ctx.principals, req.model
             )
-            sse = self._sse(stream, guard, req, ext, routed, admission.reservation, outcome)
+            sse = self._sse(stream, head, guard, req, ext, routed, admission.reservation, outcome)
             return sse, outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
@@ -373,6 +383,7 @@ class Gateway:
     async def _sse(
         self,
         stream: ChatStream,
+        head: StreamChunk | None,
         guard: StreamGuard,
         req: ChatRequest,
         ext: Extension,
@@ -380,7 +391,8 @@ class Gateway:
         reservation: Reservation | None,
         outcome: Outcome,
     ) -> AsyncIterator[bytes]:
-        """Relay the upstream stream through the output guard's hold-back window.
+        """Relay the upstream stream (``head``, its first chunk, already read) through the output
+        guard's hold-back window.
 
         Spend is settled and the audit record committed before the last event, so a client that
         saw [DONE] knows its request is on record; a client that disconnects early still gets
@@ -401,9 +413,15 @@ class Gateway:
                 await asyncio.shield(self._settle(reservation, routed, usage, outcome))
                 await asyncio.shield(self._finish(outcome))
 
+        async def chunks() -> AsyncGenerator[StreamChunk, None]:
+            if head is not None:
+                yield head
+            async for chunk in stream:
+                yield chunk
+
         try:
-            async with stream:
-                async for chunk in stream:
+            async with stream, contextlib.aclosing(chunks()) as relayed:
+                async for chunk in relayed:
                     text = guard.feed(chunk.text)
                     if guard.blocked is not None:
                         break
@@ -489,7 +507,8 @@ class Gateway:
         except CharterError as exc:
             outcome.status, outcome.error = exc.status, exc.message
             await close()
-            # The status line is gone already; an error event is what a client can still read.
+            # The status line is gone already (the stream had begun): an error event is what a
+            # client can still read.
             yield sse_error(exc)
         finally:
             await close()
