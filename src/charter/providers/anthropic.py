@@ -12,7 +12,14 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from charter.errors import InvalidRequest, UpstreamError
-from charter.providers.http import Session, Timeouts, post_json, raise_for_status, sse_data
+from charter.providers.http import (
+    Session,
+    Timeouts,
+    drain,
+    post_json,
+    raise_for_status,
+    sse_data,
+)
 from charter.providers.openai_compat import json_body, resolve_api_key
 from charter.providers.types import (
     ChatRequest,
@@ -322,6 +329,7 @@ class AnthropicProvider:
                 if chunk is not None:
                     yield chunk
                 if data.get("type") == "message_stop":
+                    await drain(r)
                     return
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:

@@ -34,6 +34,8 @@ READ_TIMEOUT_S = 300.0
 """The longest silence on an open connection before the call fails."""
 READ_BUFFER = 2**20
 """Largest single SSE line (a big tool-call argument can arrive in one event)."""
+DRAIN_S = 1.0
+"""How long a finished stream's leftovers are read for, to keep its connection."""
 
 
 class UpstreamStatus(Exception):
@@ -114,6 +116,19 @@ async def post_json(
         raise UpstreamError(
             f"provider '{provider}' answered {response.status} with a body that is not JSON"
         ) from None
+
+
+async def drain(response: aiohttp.ClientResponse) -> None:
+    """Read what is left of a stream whose last event has arrived (normally only the end of the
+    chunked body), so its connection goes back to the pool instead of being closed: a closed one
+    costs the next call a new TCP (and TLS) handshake. A server that keeps talking for longer
+    than ``DRAIN_S`` just loses the connection."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while await response.content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        pass
 
 
 async def sse_data(response: aiohttp.ClientResponse, provider: str) -> AsyncIterator[str]:

@@ -12,7 +12,14 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from charter.errors import ConfigurationError, UpstreamError
-from charter.providers.http import Session, Timeouts, post_json, raise_for_status, sse_data
+from charter.providers.http import (
+    Session,
+    Timeouts,
+    drain,
+    post_json,
+    raise_for_status,
+    sse_data,
+)
 from charter.providers.types import (
     ChatRequest,
     ChatResponse,
@@ -104,6 +111,7 @@ class OpenAICompatProvider:
             await raise_for_status(r)
             async for event in sse_data(r, self.name):
                 if event == "[DONE]":
+                    await drain(r)
                     return
                 try:
                     data = json.loads(event)
