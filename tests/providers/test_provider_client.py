@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
+import aiohttp
 import anyio
 import httpx
 import pytest
@@ -296,3 +297,26 @@ async def test_idle_gap_mid_stream_ends_with_error(mock_upstream: str) -> None:
     assert received == ["the"]
     assert (await requests_seen(mock_upstream, headers))["requests"] == 1
     assert c.in_flight == 0
+
+
+async def test_streams_and_answers_reuse_one_upstream_connection(mock_upstream: str) -> None:
+    """A finished stream hands its connection back (its end is read, not dropped), so serial
+    calls, streamed or not, open one connection between them, not one each."""
+    opened: list[object] = []
+
+    async def on_create(session: object, context: object, params: object) -> None:
+        opened.append(params)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(on_create)
+    provider = OpenAICompatProvider(mock_upstream, name="primary", headers=script())
+    provider._session.trace_configs.append(trace)
+    c = ProviderClient(provider, settings=FAST)
+    try:
+        for _ in range(3):
+            chunks = await collect(c.stream(STREAM))
+            assert chunks[-1].finish_reason == "stop"
+            assert (await c.generate(PROMPT)).content
+    finally:
+        await c.aclose()
+    assert len(opened) == 1
