@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Mapping
 
-import aiohttp
 import anyio
 import httpx
 import pytest
@@ -299,24 +299,51 @@ async def test_idle_gap_mid_stream_ends_with_error(mock_upstream: str) -> None:
     assert c.in_flight == 0
 
 
-async def test_streams_and_answers_reuse_one_upstream_connection(mock_upstream: str) -> None:
-    """A finished stream hands its connection back (its end is read, not dropped), so serial
-    calls, streamed or not, open one connection between them, not one each."""
-    opened: list[object] = []
+async def test_a_finished_stream_hands_its_connection_back() -> None:
+    """An upstream that sends ``[DONE]`` and only then ends its chunked body (as servers that
+    flush each event do): the stream is read to its end, so the next call reuses the connection
+    instead of opening a new one."""
+    accepted = 0
+    event = (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":0,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+    )
 
-    async def on_create(session: object, context: object, params: object) -> None:
-        opened.append(params)
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
 
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(on_create)
-    provider = OpenAICompatProvider(mock_upstream, name="primary", headers=script())
-    provider._session.trace_configs.append(trace)
-    c = ProviderClient(provider, settings=FAST)
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                head += b"transfer-encoding: chunked\r\n\r\n"
+                writer.write(head + chunk(event) + chunk(b"data: [DONE]\n\n"))
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the end of the body comes in a later packet
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    c = ProviderClient(OpenAICompatProvider(f"http://127.0.0.1:{port}/v1"), settings=FAST)
     try:
         for _ in range(3):
             chunks = await collect(c.stream(STREAM))
+            assert "".join(ch.text for ch in chunks) == "hi"
             assert chunks[-1].finish_reason == "stop"
-            assert (await c.generate(PROMPT)).content
     finally:
         await c.aclose()
-    assert len(opened) == 1
+        server.close()
+        await server.wait_closed()
+    assert accepted == 1

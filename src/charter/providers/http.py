@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,15 +64,9 @@ class Session:
     running loop, and made again if an earlier loop has gone (tests run one loop per test).
     """
 
-    def __init__(
-        self,
-        max_connections: int,
-        timeouts: Timeouts | None = None,
-        trace_configs: Sequence[aiohttp.TraceConfig] = (),
-    ) -> None:
+    def __init__(self, max_connections: int, timeouts: Timeouts | None = None) -> None:
         self.max_connections = max_connections
         self.timeouts = timeouts or Timeouts()
-        self.trace_configs = list(trace_configs)  # aiohttp's request/connection hooks
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -90,7 +84,6 @@ class Session:
                 read_bufsize=READ_BUFFER,
                 max_line_size=READ_BUFFER,
                 max_field_size=READ_BUFFER,
-                trace_configs=self.trace_configs or None,
             )
             self._loop = loop
         return self._session
