@@ -31,12 +31,14 @@ def build(upstream: str, model: str) -> Starlette:
             pool.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         return pool[0]
 
+    url = upstream + "/chat/completions"
+
     async def chat(request: Request) -> Response:
         body = json.loads(await request.body())
         body["model"] = model
         data = json.dumps(body, separators=(",", ":")).encode()
         if body.get("stream"):
-            answer = await session().post(upstream + "/chat/completions", data=data, headers=headers)
+            answer = await session().post(url, data=data, headers=headers)
 
             async def relay() -> AsyncIterator[bytes]:
                 async with answer:
@@ -44,7 +46,7 @@ def build(upstream: str, model: str) -> Starlette:
                         yield chunk
 
             return StreamingResponse(relay(), media_type="text/event-stream")
-        async with session().post(upstream + "/chat/completions", data=data, headers=headers) as r:
+        async with session().post(url, data=data, headers=headers) as r:
             answer_json = json.loads(await r.read())
         return JSONResponse(answer_json)
 

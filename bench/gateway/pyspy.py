@@ -3,8 +3,8 @@
 py-spy samples only threads holding the GIL (``--gil``), so the shares are of CPU actually spent
 in Python, not of time spent waiting; they are robust to a noisy machine in a way wall-clock
 figures are not. A stack counts towards the first "anywhere" group any of its frames belongs to
-(so the connection pool's bookkeeping is counted apart from the rest of the upstream call), else
-towards the group of its innermost recognised frame.
+(so the audit record built inside a request counts towards the audit trail, not the request's
+other parts), else towards the group of its innermost recognised frame.
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ from servers import BenchError
 PY_SPY_INSTALL = "pip install py-spy  (into any virtual environment; not a Charter dependency)"
 
 ANYWHERE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("upstream client: httpcore pool bookkeeping", ("_assign_requests_to_connections",)),
     ("spend ledger: hand-off to the writer thread", ("SpendWriter.add",)),
     ("spend ledger: writer thread (SQLite)", ("SpendWriter._run",)),
-    ("upstream client: httpx/httpcore/h11, the rest", ("AsyncClient.",)),
+    ("audit trail: writer thread (group commit)", ("AuditLog._run",)),
+    ("audit trail: record built and encoded", ("Gateway._draft", "AuditLog.append")),
+    ("metrics and drift (after the answer)", ("Observer.observe",)),
+    ("upstream client: aiohttp", ("aiohttp/", "aiohappyeyeballs/")),
     (
         "policy engine: route, admission, settle",
         ("charter/policy/", "charter/counters/", "charter/budgets/", "charter/limits/"),
     ),
+    ("standards: composed and checked", ("charter/standards/",)),
 )
 INNERMOST: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("json encode/decode", ("json/",)),
@@ -34,8 +37,8 @@ INNERMOST: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("request/response models", ("charter/providers/",)),
     ("gateway adapter (keys, service, app, guards)", ("charter/gateway/", "charter/guards/")),
     ("starlette", ("starlette/",)),
-    ("uvicorn + h11 (server side)", ("uvicorn/", "h11/")),
-    ("asyncio event loop, sockets", ("asyncio/", "selectors.py", "anyio/", "socket.py")),
+    ("uvicorn + httptools (server side)", ("uvicorn/", "httptools/", "h11/")),
+    ("asyncio event loop, sockets", ("asyncio/", "selectors.py", "anyio/", "socket.py", "uvloop")),
 )
 
 
