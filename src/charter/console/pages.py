@@ -373,12 +373,13 @@ class Console:
     # -- approvals -------------------------------------------------------------------------------
 
     def _service(self) -> Any:
-        if self.gateway.actions is None:
+        if self.gateway.approvals is None:
             raise NotFound(
-                "this charter has no tool policies, so nothing waits for approval",
-                hint="add a tool_policy control with an approval control",
+                "this charter has no tool policies or escalating guards, so nothing waits for "
+                "approval",
+                hint="add a tool_policy control or a guard escalate band, and an approval control",
             )
-        return self.gateway.actions.service
+        return self.gateway.approvals
 
     def may_decide(self, session: Session, row: ActionRow) -> bool:
         """A console-side check: a non-auditor role of the person is one the approval accepts."""
@@ -387,7 +388,7 @@ class Console:
         return session.may_change("decide") and bool(held & wanted)
 
     async def approvals(self, request: Request, session: Session) -> Response:
-        service = self._service() if self.gateway.actions is not None else None
+        service = self._service() if self.gateway.approvals is not None else None
         pending = await service.list_pending() if service is not None else []
         history = []
         if service is not None:

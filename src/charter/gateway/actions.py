@@ -122,12 +122,24 @@ def audit_listener(audit: AuditLog | None, version: str) -> Callable[[ActionEven
         if audit is None:
             return
         row = event.action
-        approval_steps = {"review_requested", "approved", "rejected", "expired"}
+        approval_steps = {"review_requested", "approved", "rejected", "expired", "used"}
         details: dict[str, Any] = {"event": event.kind}
         reason: str | None = None
         principal: str | None = None
         if row is not None:
             details.update({"action_id": row.id, "tool": row.tool, "status": row.status})
+            if row.is_content:  # what was reviewed, by digest: the content is never recorded
+                facts = json.loads(row.arguments_json)
+                details.update(
+                    {
+                        "kind": "content",
+                        "approval_id": row.approval_id,
+                        "stage": facts.get("stage"),
+                        "digest": facts.get("digest"),
+                    }
+                )
+            if event.request_id:
+                details["used_by_request"] = event.request_id
             if row.reviewer:
                 details["reviewer"] = row.reviewer
             reason = row.review_reason or row.reason or None
@@ -254,9 +266,12 @@ def routes(
     """The action and approval routes of ``gateway`` (which must have an ``actions`` service)."""
 
     def service() -> ActionService:
-        if gateway.actions is None:
-            raise InvalidRequest("this charter has no tool policies")
-        return gateway.actions.service  # type: ignore[no-any-return]
+        if gateway.approvals is None:
+            raise InvalidRequest(
+                "this charter has no approval queue",
+                hint="tool policies and guards that escalate to a person need one",
+            )
+        return gateway.approvals  # type: ignore[no-any-return]
 
     async def authorize(request: Request) -> Response:
         info = await gateway.authenticate(bearer(request))
