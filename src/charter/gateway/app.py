@@ -81,6 +81,14 @@ async def read_json(request: Request, what: str) -> Any:
         ) from None
 
 
+def answer_headers(outcome: Outcome) -> dict[str, str]:
+    """The request id, and the approval an escalated message was let past with (if any)."""
+    headers = {"x-charter-request-id": outcome.request_id}
+    if outcome.approval_id:
+        headers["x-charter-approval"] = outcome.approval_id
+    return headers
+
+
 def charter_summary(outcome: Outcome) -> dict[str, Any]:
     """What Charter did to an answer, beside the OpenAI fields (clients ignore unknown keys)."""
     out: dict[str, Any] = {"request_id": outcome.request_id}
@@ -91,6 +99,8 @@ def charter_summary(outcome: Outcome) -> dict[str, Any]:
         }
     if outcome.actions:
         out["actions"] = outcome.actions
+    if outcome.approval_id:
+        out["approval_id"] = outcome.approval_id  # the approval that let escalated content past
     return out
 
 
@@ -129,13 +139,13 @@ def build_app(
             return StreamingResponse(
                 chunks,
                 media_type="text/event-stream",
-                headers={"x-charter-request-id": outcome.request_id, "cache-control": "no-cache"},
+                headers={**answer_headers(outcome), "cache-control": "no-cache"},
             )
         response, outcome = await gateway.chat(info, req, approvals=approvals)
         body = response.to_openai(model=req.model)
-        if outcome.actions or outcome.refused_by is not None:
+        if outcome.actions or outcome.refused_by is not None or outcome.approval_id:
             body["charter"] = charter_summary(outcome)
-        return JSONResponse(body, headers={"x-charter-request-id": outcome.request_id})
+        return JSONResponse(body, headers=answer_headers(outcome))
 
     async def anthropic_messages(request: Request) -> Response:
         """Anthropic-style clients: the same path, their request and answer shapes, their errors."""
