@@ -169,6 +169,21 @@ def audit_listener(audit: AuditLog | None, version: str) -> Callable[[ActionEven
     return on_event
 
 
+def denied_draft(principal: str, tool: str, auth: Authorization) -> Draft:
+    """The audit record of a tool call the authorization API denied."""
+    deciding = [v for v in auth.verdicts if v.effective is Action.BLOCK]
+    return Draft(
+        kind=RecordKind.VERDICT,
+        principal=principal,
+        charter_version=auth.charter_version,
+        control_ids=tuple(dict.fromkeys(v.control_id for v in deciding)),
+        decision_ids=tuple(dict.fromkeys(d for v in deciding for d in v.decision_ids)),
+        action=Action.BLOCK,
+        reason="; ".join(auth.reasons),
+        details={"event": "denied", "tool": tool[:200]},
+    )
+
+
 def _outcome_facts(kind: str, outcome_json: str | None) -> tuple[dict[str, Any], str | None]:
     """The scalar facts of an execution or a revert for its audit record, and a revert's reason."""
     outcome = json.loads(outcome_json) if outcome_json else {}
@@ -291,6 +306,9 @@ def routes(
             attributes=body.get("attributes"),
             excerpt=str(body.get("excerpt", ""))[:500],
         )
+        if auth.verdict is Action.BLOCK and gateway.audit is not None:
+            # A denied call holds nothing and is not stored; the record is its only trace.
+            await gateway.audit.append(denied_draft(info.principal, body["tool"], auth))
         return JSONResponse(auth.to_dict())
 
     async def executed(request: Request) -> Response:
