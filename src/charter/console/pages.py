@@ -869,9 +869,11 @@ def _safe_next(target: str | None) -> str:
 
 
 def _action_view(row: ActionRow, may_decide: bool) -> dict[str, Any]:
+    facts = json.loads(row.arguments_json)
     return {
         "row": row,
-        "arguments": json.loads(row.arguments_json),
+        "content": facts if row.is_content else None,  # escalated content: stage, scores, digest
+        "arguments": {} if row.is_content else facts,
         "decisions": json.loads(row.decision_ids_json),
         "reviewers": json.loads(row.reviewer_roles_json),
         "may_decide": may_decide,
