@@ -229,7 +229,7 @@ def _scope_for(case: Case, run_id: str) -> _Scope:
 
 
 # Kinds that judge no request: a case cannot measure the decisions only they serve.
-NON_JUDGING_KINDS = frozenset({"audit", "eval_gate", "monitor"})
+NON_JUDGING_KINDS = frozenset({"audit", "eval_gate", "monitor", "approval"})
 
 
 def enforced_decisions(charter: Charter) -> frozenset[str]:

@@ -166,13 +166,15 @@ class Guarding:
             if stage is None or not message.text:
                 continue
             evaluation = self.engine.evaluate(replace(base, stage=stage, text=message.text))
-            if evaluation.action is Action.ESCALATE:
+            action = evaluation.action
+            if action is Action.ESCALATE:
                 evaluation = self._escalated(stage, message.text, evaluation, inbound, grants)
+                action = evaluation.action
             verdicts.extend(evaluation.verdicts)
-            if evaluation.action in (Action.BLOCK, Action.ESCALATE):
+            if action is Action.BLOCK or action is Action.ESCALATE:
                 inbound.refusal = evaluation.deciding
                 return inbound
-            if evaluation.action is Action.REDACT:
+            if action is Action.REDACT:
                 inbound.vault = inbound.vault or self._vault(base, ext)
                 messages[index] = replace(
                     message, content=self._redact(message.text, evaluation, inbound.vault)
@@ -261,14 +263,16 @@ class Guarding:
         also named in ``inbound.escalation``)."""
         if self.output and text:
             evaluation = self.engine.evaluate(self._output_ctx(text, inbound, base))
-            if evaluation.action is Action.ESCALATE:
+            action = evaluation.action
+            if action is Action.ESCALATE:
                 evaluation = self._escalated(Stage.OUTPUT, text, evaluation, inbound, grants)
+                action = evaluation.action
             verdicts.extend(evaluation.verdicts)
-            if evaluation.action in (Action.BLOCK, Action.ESCALATE):
+            if action is Action.BLOCK or action is Action.ESCALATE:
                 return refusal_text(
                     evaluation.deciding or evaluation.verdicts[0]
                 ), evaluation.deciding
-            if evaluation.action is Action.REDACT:
+            if action is Action.REDACT:
                 text = mask(text, evaluation)
         return self.restore(text, inbound), None
 
@@ -296,9 +300,11 @@ class Guarding:
     ) -> StreamGuard:
         def check(text: str) -> tuple[Evaluation, bool]:
             evaluation = self.engine.evaluate(self._output_ctx(text, inbound, base))
-            if evaluation.action is Action.ESCALATE and guard.grants is not None:
+            action = evaluation.action
+            if action is Action.ESCALATE and guard.grants is not None:
                 evaluation = self._escalated(Stage.OUTPUT, text, evaluation, inbound, guard.grants)
-            return evaluation, evaluation.action in (Action.BLOCK, Action.ESCALATE)
+                action = evaluation.action
+            return evaluation, action is Action.BLOCK or action is Action.ESCALATE
 
         guard = StreamGuard(
             check if self.output else None,
