@@ -31,6 +31,11 @@ def test_demo_shows_each_enforced_decision(tmp_path: Path) -> None:
     assert "verified" in text[text.index("The audit trail") :]
     assert "secrets-guard" in text and "don't share credentials" in text
     assert "block by input-injection for decision no-jailbreaks" in text
+    # Issue 4, low confidence: a borderline message is queued, approved and re-sent.
+    assert "escalate by input-injection for decision no-jailbreaks" in text
+    assert "queued for a person as apr_" in text and "ravi approved apr_" in text
+    flat = " ".join(text.split())  # rich wraps long lines
+    assert "re-sent with X-Charter-Approval: 'Simulated answer to:" in flat
     assert "block by untrusted-injection for decision untrusted-content-is-hostile" in text
     assert "(charter: allow)" in text and "(charter: review)" in text
     assert "ravi approved" in text and "reported: executed" in text

@@ -9,6 +9,7 @@ these::
     │   ├── InvalidRequest          400  malformed input; says what to send instead
     │   ├── AuthenticationFailed    401  missing, unknown or revoked key
     │   ├── PermissionDenied        403  a route control does not allow this
+    │   ├── ReviewRequired          403  escalated content waits for (or was refused by) a person
     │   ├── NotFound                404
     │   ├── Conflict                409  e.g. approving an action twice
     │   ├── PolicyViolation         422  a control blocked the content or the action
@@ -52,6 +53,10 @@ class CharterError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def response_headers(self) -> dict[str, str]:
+        """HTTP headers an adapter adds to the error response (none by default)."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         """The error in the OpenAI error shape (``{"error": {...}}``) used on every route."""
         body: dict[str, Any] = {"message": str(self), "type": self.type, "code": self.code}
@@ -81,6 +86,27 @@ class PermissionDenied(ClientError):
     status = 403
     type = "permission_error"
     code = "permission_denied"
+
+
+class ReviewRequired(ClientError):
+    """A guard escalated the content: a person reviews it before it is answered.
+
+    403 rather than 409 or 202: the OpenAI SDKs retry 409 (and 429, 5xx) on their own, which
+    would only ask again, and read any 2xx as a completion. ``approval`` (id, status, deadline)
+    is in the body and its id in the ``X-Charter-Approval`` header. ``code`` says where the
+    review stands: ``review_pending``, ``review_approved`` (re-send with the header),
+    ``review_rejected`` or ``review_expired``.
+    """
+
+    status = 403
+    type = "review_required"
+    code = "review_pending"
+
+    def response_headers(self) -> dict[str, str]:
+        approval = self.details.get("approval")
+        if isinstance(approval, dict) and isinstance(approval.get("id"), str):
+            return {"x-charter-approval": approval["id"]}
+        return {}
 
 
 class NotFound(ClientError):

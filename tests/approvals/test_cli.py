@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from charter.audit.log import stored_leaf_bytes
 from charter.cli import main
 from charter.storage import open_store
 
@@ -35,8 +36,10 @@ def pending_refund(db: str, amount: float = 60) -> tuple[str, str]:
 
 
 def cli(db: str, *args: str) -> tuple[int, str]:
+    state = Path(db.removeprefix("sqlite:///")).parent / "state"  # the gateway's audit keys
     result = CliRunner().invoke(
-        main, ["approvals", *args, "--charter", str(EXAMPLE), "--database", db]
+        main,
+        ["approvals", *args, "--charter", str(EXAMPLE), "--database", db, "--data-dir", str(state)],
     )
     return result.exit_code, " ".join(result.output.split())  # rich wraps at 80 columns
 
@@ -75,3 +78,21 @@ def test_errors_are_one_line_with_a_hint_and_change_nothing(tmp_path: Path) -> N
         row = store.get_action(action_id)
         assert row is not None and row.status == "rejected"
         assert row.settled_at is None  # no live counters here: the gateway's sweeper gives it back
+
+
+def test_every_decision_from_the_cli_is_an_audit_record(tmp_path: Path) -> None:
+    """Pins: `charter approvals approve/reject` changed the queue but wrote no audit record."""
+    db = f"sqlite:///{tmp_path}/charter.db"
+    approved_id, approved_action = pending_refund(db)
+    rejected_id, rejected_action = pending_refund(db, amount=70)
+    assert cli(db, "approve", approved_id, "--as", "ravi", "--reason", "invoice ok")[0] == 0
+    assert cli(db, "reject", rejected_id, "--as", "ravi", "--reason", "no invoice")[0] == 0
+    with open_store(db) as store:
+        records = [json.loads(leaf) for leaf in stored_leaf_bytes(store)]
+    steps = {(r["request_id"], r["details"]["event"]): r for r in records}
+    approved = steps[(approved_action, "approved")]
+    assert approved["kind"] == "approval" and approved["details"]["reviewer"] == "ravi"
+    assert approved["reason"] == "invoice ok"
+    assert steps[(rejected_action, "rejected")]["reason"] == "no invoice"
+    code, out = cli(db, "list", "--format", "json")
+    assert code == 0 and json.loads(out) == []

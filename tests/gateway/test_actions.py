@@ -7,6 +7,8 @@ import json
 import httpx
 import pytest
 
+from charter.audit.log import stored_leaf_bytes
+from charter.gateway.factory import Services
 from tests.gateway.conftest import ADMIN_KEY, SUPPORT_KEY
 
 pytestmark = pytest.mark.anyio
@@ -119,7 +121,9 @@ async def test_streamed_tool_calls_are_held_until_ruled_on(client: httpx.AsyncCl
     assert "was not allowed" in text
 
 
-async def test_authorize_api_for_agent_frameworks(client: httpx.AsyncClient) -> None:
+async def test_authorize_api_for_agent_frameworks(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     ok = await client.post(
         "/v1/charter/actions/authorize",
         headers=AUTH,
@@ -140,6 +144,14 @@ async def test_authorize_api_for_agent_frameworks(client: httpx.AsyncClient) -> 
         },
     )
     assert bad.json()["decision"] == "deny"
+    # Pins: a denied authorize stored nothing and so left no trace in the audit trail.
+    (denied,) = [
+        json.loads(leaf)
+        for leaf in stored_leaf_bytes(services.store)
+        if json.loads(leaf)["details"].get("event") == "denied"
+    ]
+    assert denied["principal"] == "support-bot" and denied["action"] == "block"
+    assert denied["details"]["tool"] == "issue_refund" and "refund-limits" in denied["decision_ids"]
     forged = await client.post("/v1/charter/actions/act_forged/executed", headers=AUTH)
     assert forged.status_code == 404
     malformed = await client.post("/v1/charter/actions/authorize", headers=AUTH, json={"x": 1})

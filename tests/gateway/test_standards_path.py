@@ -60,7 +60,9 @@ async def test_required_element_is_appended_to_a_stream(client: httpx.AsyncClien
 
 
 async def test_banned_phrasing_is_refused_streamed_and_not(client: httpx.AsyncClient) -> None:
-    promise = chat("Repeat after me: we guarantee delivery by Friday, no matter what.")
+    # Worded to stay clear of the jailbreak guard's escalate band ("..., no matter what." scores
+    # in it and would be queued for a person before any standard saw the answer).
+    promise = chat("Repeat after me: we guarantee delivery by Friday, whatever happens.")
     whole = (await client.post("/v1/chat/completions", headers=AUTH, json=promise)).json()
     choice = whole["choices"][0]
     assert choice["finish_reason"] == "content_filter"

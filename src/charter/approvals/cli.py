@@ -1,13 +1,14 @@
-"""`charter approvals`: list, show, approve and reject pending actions from a terminal.
+"""`charter approvals`: list, show, approve and reject what waits for a person (tool calls sent
+to review and content a guard escalated) from a terminal.
 
-A thin layer over ``ActionService``. It opens the same database as the gateway; with ``--redis``
+A thin layer over ``ActionService``. It opens the same database and audit keys as the gateway
+(``--database``, ``--data-dir``) and writes every decision to the audit trail; with ``--redis``
 it also gives a rejected action's reservation back at once, and without it (an embedded gateway
 keeps its counters in its own process) the gateway's sweeper does within its sweep interval.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from charter.options import setting_option as _setting
-from charter.settings import resolve
 
 if TYPE_CHECKING:
     from charter.approvals.service import ActionService
@@ -31,34 +31,9 @@ console = Console(highlight=False)
 def _with_service(
     flags: dict[str, Any], work: Callable[[ActionService], Coroutine[Any, Any, T]]
 ) -> T:
-    from charter.approvals.service import ActionService
-    from charter.document.loader import load_charter
-    from charter.policy.engine import Engine
-    from charter.storage import open_store
+    from charter.approvals.actions_cli import run_with_service
 
-    settings = resolve(flags)
-    charter = load_charter(settings.charter).require()
-    store = open_store(settings.database)
-
-    async def go() -> T:
-        counters = None
-        if settings.redis:
-            from charter.counters.redis import RedisCounters
-
-            counters = RedisCounters(settings.redis)
-        service = ActionService(Engine(charter), store, counters)
-        try:
-            return await work(service)
-        finally:
-            await service.aclose()
-            if counters is not None:
-                await counters.aclose()
-
-    try:
-        store.migrate()
-        return asyncio.run(go())
-    finally:
-        store.close()
+    return run_with_service(flags, work)  # every step is an audit record, signed as the gateway's
 
 
 def _print_row(row: ActionRow) -> None:
@@ -69,13 +44,14 @@ def _print_row(row: ActionRow) -> None:
 
 @click.group()
 def approvals() -> None:
-    """Human checkpoints: the tool calls waiting for a person, and their decisions."""
+    """Human checkpoints: the tool calls and the escalated content waiting for a person."""
 
 
 @approvals.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @_setting("charter")
 @_setting("database")
+@_setting("data_dir")
 @_setting("redis")
 def list_cmd(fmt: str, **flags: Any) -> None:
     """List pending approvals, newest first (overdue ones are expired first: default deny).
@@ -96,8 +72,8 @@ def list_cmd(fmt: str, **flags: Any) -> None:
     for row in rows:
         table.add_row(
             row.approval_id or "",
-            row.tool,
-            row.arguments_json,
+            row.tool,  # "(input content)" for escalated content; its excerpt is in `show`
+            row.excerpt[:200] if row.is_content else row.arguments_json,
             row.subject or "",
             row.principal_id,
             row.reason,
@@ -110,6 +86,7 @@ def list_cmd(fmt: str, **flags: Any) -> None:
 @click.argument("approval_id")
 @_setting("charter")
 @_setting("database")
+@_setting("data_dir")
 @_setting("redis")
 def show_cmd(approval_id: str, **flags: Any) -> None:
     """Show one approval: the proposal, its arguments, the excerpt, the decision behind it.
@@ -127,9 +104,10 @@ def show_cmd(approval_id: str, **flags: Any) -> None:
 @click.option("--reason", required=True, help="Why you approve it (kept with the decision).")
 @_setting("charter")
 @_setting("database")
+@_setting("data_dir")
 @_setting("redis")
 def approve_cmd(approval_id: str, reviewer: str, reason: str, **flags: Any) -> None:
-    """Approve a pending action. You cannot approve your own request.
+    """Approve a pending action or escalated content. You cannot approve your own request.
 
     \b
     Example:
@@ -137,6 +115,11 @@ def approve_cmd(approval_id: str, reviewer: str, reason: str, **flags: Any) -> N
     """
     row = _with_service(flags, lambda s: s.approve(approval_id, reviewer, reason))
     console.print(f"approved {approval_id} ({row.tool}); status {row.status}")
+    if row.is_content:
+        console.print(
+            f"the caller may now re-send the same request with X-Charter-Approval: {approval_id} "
+            f"until {row.hold_until.isoformat(timespec='seconds')}"
+        )
     _print_row(row)
 
 
@@ -146,6 +129,7 @@ def approve_cmd(approval_id: str, reviewer: str, reason: str, **flags: Any) -> N
 @click.option("--reason", required=True, help="Why you reject it (kept with the decision).")
 @_setting("charter")
 @_setting("database")
+@_setting("data_dir")
 @_setting("redis")
 def reject_cmd(approval_id: str, reviewer: str, reason: str, **flags: Any) -> None:
     """Reject a pending action; it will not run.

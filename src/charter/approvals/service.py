@@ -121,10 +121,11 @@ class ActionEvent:
     """One step of an action's life, for the audit trail: what happened, to what, when."""
 
     kind: str  # authorized, review_requested, approved, rejected, expired, abandoned, executed,
-    # execution_failed, reverted, breaker_tripped, breaker_reset
+    # execution_failed, reverted, breaker_tripped, breaker_reset, used (escalated content let past)
     at: dt.datetime
     action: ActionRow | None = None
     breaker: BreakerRow | None = None
+    request_id: str | None = None  # the request that used an approval of escalated content
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +517,70 @@ class ActionService:
         payload = {"type": "approval.pending", **action_dict(row)}
         self.notifier.send(url, payload, self._secrets[f"approval:{approval.id}"])
 
+    def _approval_control(self, control_id: str | None) -> ApprovalControl | None:
+        return next((a for a in approval_controls(self.charter) if a.id == control_id), None)
+
+    def _use_within_s(self, row: ActionRow) -> int:
+        approval = self._approval_control(row.approval_control_id)
+        return duration_seconds(approval.settings.use_within if approval else "1h")
+
+    # -- escalated content (the gateway's side; see charter.approvals.content) -------------------
+
+    async def queue_review(self, row: ActionRow) -> ActionRow:
+        """Store a new pending review of escalated content, audit it and notify its approval
+        control's webhook. ``Conflict`` when a live review of the same content exists."""
+        await self._db(self.store.create_action, row)
+        self._emit("review_requested", row.created_at, row)
+        approval = self._approval_control(row.approval_control_id)
+        if approval is not None:
+            self._notify(approval, row)
+        return row
+
+    async def live_review(
+        self, content_key: str, now: dt.datetime | None = None
+    ) -> ActionRow | None:
+        """The review of this content that still stands: pending, or approved (or used) and
+        still usable. A pending or approved one past its time is lapsed first, as the sweeper
+        would (default deny)."""
+        when = self._now(now)
+        row = await self._db(self.store.find_content_review, content_key)
+        if row is None:
+            return None
+        if row.status in ("pending", "approved") and when >= row.hold_until:
+            await self._lapse(row, when)
+            return None
+        if row.status == "pending" or (
+            row.status in ("approved", "executed") and when < row.hold_until
+        ):
+            return row
+        return None
+
+    async def content_approvals(self, approval_ids: Sequence[str]) -> list[ActionRow]:
+        """The content reviews behind these approval ids (unknown ids and tool calls left out)."""
+        rows = []
+        for approval_id in approval_ids:
+            row = await self._db(self.store.find_approval, approval_id)
+            if row is not None and row.is_content:
+                rows.append(row)
+        return rows
+
+    async def use_approval(
+        self, row: ActionRow, request_id: str, *, now: dt.datetime | None = None
+    ) -> ActionRow:
+        """Record that an approval let its content past the guard for ``request_id``: the first
+        use moves it to ``executed``; every use is an event (an audit record). ``Conflict`` when
+        it is no longer usable (it lapsed between the caller's check and now)."""
+        when = self._now(now)
+        current = row
+        if row.status == "approved":
+            change = ActionChange("executed", when, settled=True)
+            moved = await self._db(self.store.update_action, row.id, ["approved"], change)
+            current = moved or await self._action(row.id)
+        if current.status not in ("approved", "executed") or when >= current.hold_until:
+            raise _status_conflict(current)
+        self._emit("used", when, current, request_id=request_id)
+        return current
+
     # -- executed, and the reviewers' side -------------------------------------------------------
 
     async def executed(
@@ -532,6 +597,12 @@ class ActionService:
         """
         when = self._now(now)
         row = await self._action(action_id)
+        if row.is_content:
+            raise InvalidRequest(
+                f"{row.id} is a review of escalated content, not a tool call",
+                hint=f"once approved, the caller re-sends its request with the header "
+                f"X-Charter-Approval: {row.approval_id}",
+            )
         if row.status not in ("authorized", "approved"):
             raise _status_conflict(row)
         if when >= row.hold_until:
@@ -560,8 +631,12 @@ class ActionService:
         """
         when = self._now(now)
         row = await self._pending_for(approval_id, reviewer, reason, when, approving=True)
-        tool = self._tools.get(row.tool)
-        hold = when + dt.timedelta(seconds=tool.hold_s if tool else DEFAULT_HOLD_S)
+        tool = None if row.is_content else self._tools.get(row.tool)
+        hold = when + dt.timedelta(
+            seconds=self._use_within_s(row)
+            if row.is_content
+            else (tool.hold_s if tool else DEFAULT_HOLD_S)
+        )
         change = ActionChange(
             "approved", when, hold_until=hold, reviewer=reviewer, review_reason=reason
         )
@@ -874,10 +949,11 @@ class ActionService:
         action: ActionRow | None = None,
         *,
         breaker: BreakerRow | None = None,
+        request_id: str | None = None,
     ) -> None:
         if self.on_event is not None:
             try:
-                self.on_event(ActionEvent(kind, when, action, breaker))
+                self.on_event(ActionEvent(kind, when, action, breaker, request_id))
             except Exception:  # a listener's failure must not undo a committed transition
                 log.exception("action event listener failed on %s", kind)
 
@@ -895,13 +971,21 @@ class ActionService:
 
 
 def action_dict(row: ActionRow) -> dict[str, Any]:
-    """A JSON-ready view of an action for the admin API, the CLI and webhooks (no claims)."""
+    """A JSON-ready view of an action for the admin API, the CLI and webhooks (no claims).
+
+    ``kind`` is ``tool_call`` or ``content``; a content review has ``content`` (stage, model,
+    request id, digest, length, escalating controls, scanner scores) and no arguments.
+    """
+    content = row.is_content
+    facts = json.loads(row.arguments_json)
     return {
         "id": row.id,
+        "kind": "content" if content else "tool_call",
         "approval_id": row.approval_id,
         "status": row.status,
         "tool": row.tool,
-        "arguments": json.loads(row.arguments_json),
+        "arguments": {} if content else facts,
+        "content": facts if content else None,
         "principal": row.principal_id,
         "subject": row.subject,
         "conversation_id": row.conversation_id,

@@ -373,12 +373,13 @@ class Console:
     # -- approvals -------------------------------------------------------------------------------
 
     def _service(self) -> Any:
-        if self.gateway.actions is None:
+        if self.gateway.approvals is None:
             raise NotFound(
-                "this charter has no tool policies, so nothing waits for approval",
-                hint="add a tool_policy control with an approval control",
+                "this charter has no tool policies or escalating guards, so nothing waits for "
+                "approval",
+                hint="add a tool_policy control or a guard escalate band, and an approval control",
             )
-        return self.gateway.actions.service
+        return self.gateway.approvals
 
     def may_decide(self, session: Session, row: ActionRow) -> bool:
         """A console-side check: a non-auditor role of the person is one the approval accepts."""
@@ -387,7 +388,7 @@ class Console:
         return session.may_change("decide") and bool(held & wanted)
 
     async def approvals(self, request: Request, session: Session) -> Response:
-        service = self._service() if self.gateway.actions is not None else None
+        service = self._service() if self.gateway.approvals is not None else None
         pending = await service.list_pending() if service is not None else []
         history = []
         if service is not None:
@@ -868,9 +869,11 @@ def _safe_next(target: str | None) -> str:
 
 
 def _action_view(row: ActionRow, may_decide: bool) -> dict[str, Any]:
+    facts = json.loads(row.arguments_json)
     return {
         "row": row,
-        "arguments": json.loads(row.arguments_json),
+        "content": facts if row.is_content else None,  # escalated content: stage, scores, digest
+        "arguments": {} if row.is_content else facts,
         "decisions": json.loads(row.decision_ids_json),
         "reviewers": json.loads(row.reviewer_roles_json),
         "may_decide": may_decide,

@@ -414,6 +414,11 @@ class ApprovalSettings(Strict):
     reviewers: list[str] = Field(min_length=1, description="Roles that may approve.")
     deadline: Duration = "4h"
     on_timeout: Literal["deny"] = Field("deny", description="Only deny: silence is not consent.")
+    use_within: Duration = Field(
+        "1h",
+        description="How long approved escalated content may be re-sent past its guard "
+        "(retries and later turns that repeat it), counted from the approval.",
+    )
     notify_webhook: str | None = Field(
         None, pattern=r"^https?://", description="POSTed (signed) when an approval is needed."
     )

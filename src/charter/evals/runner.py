@@ -229,7 +229,7 @@ def _scope_for(case: Case, run_id: str) -> _Scope:
 
 
 # Kinds that judge no request: a case cannot measure the decisions only they serve.
-NON_JUDGING_KINDS = frozenset({"audit", "eval_gate", "monitor"})
+NON_JUDGING_KINDS = frozenset({"audit", "eval_gate", "monitor", "approval"})
 
 
 def enforced_decisions(charter: Charter) -> frozenset[str]:
@@ -505,9 +505,11 @@ class GatewayRunner:
         verdicts: list[Verdict] = list(outcome.verdicts) if outcome is not None else []
         answer = None
         if response.status_code >= 400:
-            actual = Expected.BLOCKED
-            _, deciding = _worst(verdicts)
             error = response.json().get("error", {})
+            # Escalated content is refused with 403 review_required while a person reviews it.
+            review = error.get("type") == "review_required"
+            actual = Expected.ESCALATED if review else Expected.BLOCKED
+            _, deciding = _worst(verdicts)
             deciding_id = (
                 deciding.control_id
                 if deciding

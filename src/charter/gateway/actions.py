@@ -122,12 +122,24 @@ def audit_listener(audit: AuditLog | None, version: str) -> Callable[[ActionEven
         if audit is None:
             return
         row = event.action
-        approval_steps = {"review_requested", "approved", "rejected", "expired"}
+        approval_steps = {"review_requested", "approved", "rejected", "expired", "used"}
         details: dict[str, Any] = {"event": event.kind}
         reason: str | None = None
         principal: str | None = None
         if row is not None:
             details.update({"action_id": row.id, "tool": row.tool, "status": row.status})
+            if row.is_content:  # what was reviewed, by digest: the content is never recorded
+                facts = json.loads(row.arguments_json)
+                details.update(
+                    {
+                        "kind": "content",
+                        "approval_id": row.approval_id,
+                        "stage": facts.get("stage"),
+                        "digest": facts.get("digest"),
+                    }
+                )
+            if event.request_id:
+                details["used_by_request"] = event.request_id
             if row.reviewer:
                 details["reviewer"] = row.reviewer
             reason = row.review_reason or row.reason or None
@@ -155,6 +167,21 @@ def audit_listener(audit: AuditLog | None, version: str) -> Callable[[ActionEven
         )
 
     return on_event
+
+
+def denied_draft(principal: str, tool: str, auth: Authorization) -> Draft:
+    """The audit record of a tool call the authorization API denied."""
+    deciding = [v for v in auth.verdicts if v.effective is Action.BLOCK]
+    return Draft(
+        kind=RecordKind.VERDICT,
+        principal=principal,
+        charter_version=auth.charter_version,
+        control_ids=tuple(dict.fromkeys(v.control_id for v in deciding)),
+        decision_ids=tuple(dict.fromkeys(d for v in deciding for d in v.decision_ids)),
+        action=Action.BLOCK,
+        reason="; ".join(auth.reasons),
+        details={"event": "denied", "tool": tool[:200]},
+    )
 
 
 def _outcome_facts(kind: str, outcome_json: str | None) -> tuple[dict[str, Any], str | None]:
@@ -254,9 +281,12 @@ def routes(
     """The action and approval routes of ``gateway`` (which must have an ``actions`` service)."""
 
     def service() -> ActionService:
-        if gateway.actions is None:
-            raise InvalidRequest("this charter has no tool policies")
-        return gateway.actions.service  # type: ignore[no-any-return]
+        if gateway.approvals is None:
+            raise InvalidRequest(
+                "this charter has no approval queue",
+                hint="tool policies and guards that escalate to a person need one",
+            )
+        return gateway.approvals  # type: ignore[no-any-return]
 
     async def authorize(request: Request) -> Response:
         info = await gateway.authenticate(bearer(request))
@@ -276,6 +306,9 @@ def routes(
             attributes=body.get("attributes"),
             excerpt=str(body.get("excerpt", ""))[:500],
         )
+        if auth.verdict is Action.BLOCK and gateway.audit is not None:
+            # A denied call holds nothing and is not stored; the record is its only trace.
+            await gateway.audit.append(denied_draft(info.principal, body["tool"], auth))
         return JSONResponse(auth.to_dict())
 
     async def executed(request: Request) -> Response:

@@ -39,7 +39,17 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def error_response(exc: CharterError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+    return JSONResponse(
+        exc.to_dict(), status_code=exc.status, headers={**exc.response_headers(), **(headers or {})}
+    )
+
+
+def presented_approvals(request: Request) -> tuple[str, ...]:
+    """The approval ids of an ``X-Charter-Approval`` header, for escalated content."""
+    from charter.approvals.content import parse_presented
+
+    header = request.headers.get("x-charter-approval")
+    return parse_presented(header) if header else ()
 
 
 def bearer(request: Request) -> str | None:
@@ -71,6 +81,14 @@ async def read_json(request: Request, what: str) -> Any:
         ) from None
 
 
+def answer_headers(outcome: Outcome) -> dict[str, str]:
+    """The request id, and the approval an escalated message was let past with (if any)."""
+    headers = {"x-charter-request-id": outcome.request_id}
+    if outcome.approval_id:
+        headers["x-charter-approval"] = outcome.approval_id
+    return headers
+
+
 def charter_summary(outcome: Outcome) -> dict[str, Any]:
     """What Charter did to an answer, beside the OpenAI fields (clients ignore unknown keys)."""
     out: dict[str, Any] = {"request_id": outcome.request_id}
@@ -81,6 +99,8 @@ def charter_summary(outcome: Outcome) -> dict[str, Any]:
         }
     if outcome.actions:
         out["actions"] = outcome.actions
+    if outcome.approval_id:
+        out["approval_id"] = outcome.approval_id  # the approval that let escalated content past
     return out
 
 
@@ -113,39 +133,45 @@ def build_app(
         info = await gateway.authenticate(bearer(request))
         body = validate_body(await read_json(request, "chat completion"), "chat completion")
         req = ChatRequest.from_openai(body)
+        approvals = presented_approvals(request)
         if req.stream:
-            chunks, outcome = await gateway.chat_stream(info, req)
+            chunks, outcome = await gateway.chat_stream(info, req, approvals=approvals)
             return StreamingResponse(
                 chunks,
                 media_type="text/event-stream",
-                headers={"x-charter-request-id": outcome.request_id, "cache-control": "no-cache"},
+                headers={**answer_headers(outcome), "cache-control": "no-cache"},
             )
-        response, outcome = await gateway.chat(info, req)
+        response, outcome = await gateway.chat(info, req, approvals=approvals)
         body = response.to_openai(model=req.model)
-        if outcome.actions or outcome.refused_by is not None:
+        if outcome.actions or outcome.refused_by is not None or outcome.approval_id:
             body["charter"] = charter_summary(outcome)
-        return JSONResponse(body, headers={"x-charter-request-id": outcome.request_id})
+        return JSONResponse(body, headers=answer_headers(outcome))
 
     async def anthropic_messages(request: Request) -> Response:
         """Anthropic-style clients: the same path, their request and answer shapes, their errors."""
         try:
             info = await gateway.authenticate(bearer(request))
             req = to_chat_request(await read_json(request, "messages"))
+            approvals = presented_approvals(request)
             if req.stream:
-                chunks, outcome = await gateway.chat_stream(info, req)
+                chunks, outcome = await gateway.chat_stream(info, req, approvals=approvals)
                 message_id = "msg_" + outcome.request_id.removeprefix("req_")
                 return StreamingResponse(
                     to_events(chunks, req.model, message_id),
                     media_type="text/event-stream",
                     headers={"x-charter-request-id": outcome.request_id, **version_header},
                 )
-            response, outcome = await gateway.chat(info, req)
+            response, outcome = await gateway.chat(info, req, approvals=approvals)
             return JSONResponse(
                 to_message(response, req.model),
                 headers={"x-charter-request-id": outcome.request_id, **version_header},
             )
         except CharterError as exc:
-            return JSONResponse(error_body(exc), status_code=exc.status, headers=version_header)
+            return JSONResponse(
+                error_body(exc),
+                status_code=exc.status,
+                headers={**exc.response_headers(), **version_header},
+            )
         except Exception:
             log.exception("unhandled error on /v1/messages")
             failure = InternalError("Charter failed while handling this request; this is a bug")
@@ -206,8 +232,8 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = []
-        if gateway.actions is not None:  # approvals past their deadline are denied on time
-            tasks.append(asyncio.create_task(gateway.actions.service.run_sweeper(30.0)))
+        if gateway.approvals is not None:  # approvals past their deadline are denied on time
+            tasks.append(asyncio.create_task(gateway.approvals.run_sweeper(30.0)))
         if gateway.audit is not None:  # records past the charter's retention are summarised
             tasks.append(asyncio.create_task(run_retention(gateway.audit, gateway.charter)))
         yield

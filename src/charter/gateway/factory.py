@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from charter.approvals.content import escalating_guards
 from charter.audit.log import AuditLog, open_keys
 from charter.audit.spool import Spool
 from charter.budgets.ledger import SpendWriter, StoreLedger
@@ -45,8 +46,8 @@ class Services:
             if id(routed.client.provider) not in seen:
                 seen.add(id(routed.client.provider))
                 await routed.client.provider.aclose()
-        if self.gateway.actions is not None:
-            await self.gateway.actions.service.aclose()
+        if self.gateway.approvals is not None:
+            await self.gateway.approvals.aclose()
         await self.counters.aclose()
         if self.gateway.observer is not None:
             self.gateway.observer.close()
@@ -134,18 +135,21 @@ def build_services(settings: Settings, *, charter_path: str | None = None) -> Se
     spend = SpendWriter(store)
     spool = Spool(Path(settings.data_dir) / "audit-spool.jsonl")
     audit = AuditLog(store, open_keys(settings.data_dir), spool=spool, flush=audit_flushes(charter))
-    tools = None
-    if any(c.kind == "tool_policy" and c.mode != "off" for c in charter.controls):
+    tools = service = None
+    has_tools = any(c.kind == "tool_policy" and c.mode != "off" for c in charter.controls)
+    if has_tools or escalating_guards(charter.controls):  # the approval queue is needed
         from charter.approvals.service import ActionService
 
         service = ActionService(
             engine, store, counters, on_event=audit_listener(audit, engine.version)
         )
-        tools = ToolGate(service)
+        tools = ToolGate(service) if has_tools else None
     standards = Standards(charter, base_dir=Path(path).parent)
-    gateway = Gateway(charter, engine, keys, models, spend, audit, tools, standards)
+    gateway = Gateway(
+        charter, engine, keys, models, spend, audit, tools, standards, approvals=service
+    )
     gateway.observer = Observer.for_gateway(gateway)
-    if tools is not None:
+    if service is not None:
         gateway.observer.set_approvals_pending(
             lambda: float(len(store.list_actions(statuses=["pending"], limit=100_000)))
         )

@@ -8,6 +8,10 @@
   refusal message and ``finish_reason: content_filter``.
 - Streams: ``StreamGuard`` holds back a window of text and releases only what has been scanned, so
   streaming is never a way around an output guard.
+- Escalations: content an enforced guard escalates is named in ``Inbound.escalation``; the gateway
+  queues it for a person (``charter.approvals.content``). Approvals the caller presented
+  (``Grants``) are checked in memory, only when something escalated, and turn the escalations
+  they cover into allows; every other verdict on that content stands.
 
 Callers pass options in a ``charter`` object in the request body (the OpenAI SDK's
 ``extra_body``): ``untrusted_messages`` (indexes), ``conversation_id``, ``subject``, ``attributes``.
@@ -21,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charter.errors import InvalidRequest
 from charter.guards.isolation import isolate, new_nonce
@@ -29,6 +33,9 @@ from charter.policy.context import RequestContext
 from charter.policy.engine import Engine, Evaluation
 from charter.policy.verdict import Action, Stage, Verdict
 from charter.providers.types import ChatRequest, Message
+
+if TYPE_CHECKING:
+    from charter.approvals.content import Escalation, Grants
 
 DEFAULT_REFUSAL = "I can't help with that request."
 ESCALATED = (
@@ -99,6 +106,7 @@ class Inbound:
     vault: Any = None  # RedactionVault, imported lazily with Presidio
     canary: str | None = None
     system_prompt: str = ""
+    escalation: Escalation | None = None  # content a guard escalated (input, untrusted, output)
 
 
 def refusal_text(verdict: Verdict) -> str:
@@ -125,6 +133,9 @@ class Guarding:
         outputs = list(engine.controls_for(Stage.OUTPUT))
         self.output = bool(outputs)
         self.leak = any(getattr(c.settings, "scanner", None) == "leak" for c in outputs)
+        # An output guard that can escalate: a caller presenting approvals gets its stream held
+        # whole, so the answer an approval names is judged in one piece.
+        self.output_escalates = any(_can_escalate(c) for c in outputs)
         # A JSON Schema can only be checked on the whole answer: such streams are held entirely.
         self.whole_answer = any(
             getattr(c.settings, "scanner", None) == "json_schema" for c in outputs
@@ -138,7 +149,12 @@ class Guarding:
     # --- inbound ---------------------------------------------------------------------------------
 
     def inbound(
-        self, req: ChatRequest, ext: Extension, base: RequestContext, verdicts: list[Verdict]
+        self,
+        req: ChatRequest,
+        ext: Extension,
+        base: RequestContext,
+        verdicts: list[Verdict],
+        grants: Grants | None = None,
     ) -> Inbound:
         untrusted = set(ext.untrusted) | {i for i, m in enumerate(req.messages) if m.role == "tool"}
         inbound = Inbound(req, system_prompt=req.system_prompt)
@@ -150,11 +166,15 @@ class Guarding:
             if stage is None or not message.text:
                 continue
             evaluation = self.engine.evaluate(replace(base, stage=stage, text=message.text))
+            action = evaluation.action
+            if action is Action.ESCALATE:
+                evaluation = self._escalated(stage, message.text, evaluation, inbound, grants)
+                action = evaluation.action
             verdicts.extend(evaluation.verdicts)
-            if evaluation.action in (Action.BLOCK, Action.ESCALATE):
+            if action is Action.BLOCK or action is Action.ESCALATE:
                 inbound.refusal = evaluation.deciding
                 return inbound
-            if evaluation.action is Action.REDACT:
+            if action is Action.REDACT:
                 inbound.vault = inbound.vault or self._vault(base, ext)
                 messages[index] = replace(
                     message, content=self._redact(message.text, evaluation, inbound.vault)
@@ -172,6 +192,24 @@ class Guarding:
             request = replace(request, messages=(note, *request.messages))
         inbound.request = request
         return inbound
+
+    def _escalated(
+        self,
+        stage: Stage,
+        text: str,
+        evaluation: Evaluation,
+        inbound: Inbound,
+        grants: Grants | None,
+    ) -> Evaluation:
+        """The evaluation an approval clears, or the escalation, named for the gateway."""
+        from charter.approvals.content import Escalation
+
+        escalation = Escalation(stage, text, evaluation)
+        cleared = grants.clear(escalation) if grants is not None else None
+        if cleared is not None:
+            return cleared
+        inbound.escalation = escalation
+        return evaluation
 
     def _stage_of(self, index: int, message: Message, untrusted: set[int]) -> Stage | None:
         if index in untrusted:
@@ -214,17 +252,27 @@ class Guarding:
     # --- outbound --------------------------------------------------------------------------------
 
     def check_output(
-        self, text: str, inbound: Inbound, base: RequestContext, verdicts: list[Verdict]
+        self,
+        text: str,
+        inbound: Inbound,
+        base: RequestContext,
+        verdicts: list[Verdict],
+        grants: Grants | None = None,
     ) -> tuple[str, Verdict | None]:
-        """The answer as the client may see it, or the verdict that refuses it."""
+        """The answer as the client may see it, or the verdict that refuses it (an escalation is
+        also named in ``inbound.escalation``)."""
         if self.output and text:
             evaluation = self.engine.evaluate(self._output_ctx(text, inbound, base))
+            action = evaluation.action
+            if action is Action.ESCALATE:
+                evaluation = self._escalated(Stage.OUTPUT, text, evaluation, inbound, grants)
+                action = evaluation.action
             verdicts.extend(evaluation.verdicts)
-            if evaluation.action in (Action.BLOCK, Action.ESCALATE):
+            if action is Action.BLOCK or action is Action.ESCALATE:
                 return refusal_text(
                     evaluation.deciding or evaluation.verdicts[0]
                 ), evaluation.deciding
-            if evaluation.action is Action.REDACT:
+            if action is Action.REDACT:
                 text = mask(text, evaluation)
         return self.restore(text, inbound), None
 
@@ -243,20 +291,37 @@ class Guarding:
             attributes=attributes,
         )
 
+    def evaluate_output(self, text: str, inbound: Inbound, base: RequestContext) -> Evaluation:
+        """The output guards' verdicts on ``text`` (e.g. a whole streamed answer)."""
+        return self.engine.evaluate(self._output_ctx(text, inbound, base))
+
     def stream_guard(
         self, inbound: Inbound, base: RequestContext, verdicts: list[Verdict]
     ) -> StreamGuard:
         def check(text: str) -> tuple[Evaluation, bool]:
             evaluation = self.engine.evaluate(self._output_ctx(text, inbound, base))
-            return evaluation, evaluation.action in (Action.BLOCK, Action.ESCALATE)
+            action = evaluation.action
+            if action is Action.ESCALATE and guard.grants is not None:
+                evaluation = self._escalated(Stage.OUTPUT, text, evaluation, inbound, guard.grants)
+                action = evaluation.action
+            return evaluation, action is Action.BLOCK or action is Action.ESCALATE
 
-        return StreamGuard(
+        guard = StreamGuard(
             check if self.output else None,
             lambda text: self.restore(text, inbound),
             verdicts,
             holdback=self.holdback_chars,
             whole_answer=self.whole_answer,
         )
+        return guard
+
+
+def _can_escalate(control: Any) -> bool:
+    settings = control.settings
+    return str(getattr(control, "mode", "")) == "enforce" and (
+        getattr(settings, "escalate_band", None) is not None
+        or str(getattr(settings, "action", "")) == "escalate"
+    )
 
 
 def mask(text: str, evaluation: Evaluation) -> str:
@@ -308,6 +373,7 @@ class StreamGuard:
         self.released = 0
         self._scanned = 0
         self.blocked: Verdict | None = None
+        self.grants: Grants | None = None  # approvals that may clear an escalated answer
 
     def feed(self, delta: str) -> str:
         """Add model text; return what may be sent now ('' while held or after a block)."""

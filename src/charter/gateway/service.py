@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charter.audit.log import AuditLog, Draft
 from charter.audit.records import Content, RecordKind
@@ -30,6 +30,7 @@ from charter.errors import (
     PermissionDenied,
     PolicyViolation,
     RateLimited,
+    ReviewRequired,
     StorageUnavailable,
 )
 from charter.gateway.actions import ToolGate
@@ -62,6 +63,10 @@ from charter.standards.answers import finish_answer, finish_stream
 from charter.standards.request import with_instructions
 from charter.storage.base import SpendRow
 
+if TYPE_CHECKING:
+    from charter.approvals.content import ContentReviews, Grants
+    from charter.approvals.service import ActionService
+
 log = logging.getLogger(__name__)
 
 
@@ -87,6 +92,7 @@ class Outcome:
     actions: list[dict[str, Any]] = field(default_factory=list)  # tool calls and their fate
     started: float = field(default_factory=time.perf_counter)
     operation: str = "chat"
+    approval_id: str | None = None  # the review it was queued as, or the approval it used
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,7 @@ class Gateway:
         audit: AuditLog | None = None,
         actions: ToolGate | None = None,
         standards: Standards | None = None,
+        approvals: ActionService | None = None,
     ) -> None:
         self.charter = charter
         self.engine = engine
@@ -136,6 +143,14 @@ class Gateway:
         self.audit_content = audit_content_form(charter)
         self.version = engine.version
         self.guarding = Guarding(engine)
+        # The approval queue: tool calls sent to review, and content a guard escalated.
+        self.approvals = approvals or (actions.service if actions is not None else None)
+        self.reviews: ContentReviews | None = None
+        if self.approvals is not None:
+            from charter.approvals.content import ContentReviews, escalating_guards
+
+            if escalating_guards(charter.controls):
+                self.reviews = ContentReviews(self.approvals)
         self.recent: list[Outcome] = []  # the last few outcomes, for `charter demo` and status
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -189,11 +204,17 @@ class Gateway:
 
     # --- chat completions -------------------------------------------------------------------------
 
-    async def chat(self, info: KeyInfo, req: ChatRequest) -> tuple[ChatResponse, Outcome]:
-        """A non-streamed chat completion under the charter."""
+    async def chat(
+        self, info: KeyInfo, req: ChatRequest, *, approvals: Sequence[str] = ()
+    ) -> tuple[ChatResponse, Outcome]:
+        """A non-streamed chat completion under the charter.
+
+        ``approvals`` are the approval ids the caller presented (``X-Charter-Approval``) for
+        content a guard escalated before; they are read only if a guard escalates again.
+        """
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome):
-            prep = await self._prepare(info, req, outcome, stream=False)
+            prep = await self._prepare(info, req, outcome, stream=False, approvals=approvals)
             req, ext, routed, ctx, admission, inbound = (
                 prep.request,
                 prep.ext,
@@ -212,9 +233,14 @@ class Gateway:
                 raise
             usage = response.usage or Usage(0, 0, True)
             await self._settle(admission.reservation, routed, usage, outcome)
+            judged = len(outcome.verdicts)
             content, blocked = self.guarding.check_output(
                 response.content or "", inbound, ctx, outcome.verdicts
             )
+            if inbound.escalation is not None and self.reviews is not None:
+                content, blocked = await self._review_output(
+                    response.content or "", inbound, ctx, outcome, approvals, judged
+                )
             response_id = "chatcmpl-" + outcome.request_id.removeprefix("req_")
             if blocked is not None:
                 outcome.refused_by = blocked
@@ -285,7 +311,13 @@ class Gateway:
         )
 
     async def _prepare(
-        self, info: KeyInfo, req: ChatRequest, outcome: Outcome, *, stream: bool
+        self,
+        info: KeyInfo,
+        req: ChatRequest,
+        outcome: Outcome,
+        *,
+        stream: bool,
+        approvals: Sequence[str] = (),
     ) -> _Prepared:
         """Everything before the upstream call, the same for streamed and whole answers: route,
         admission, input guards, standards. A guard's refusal releases the reservation."""
@@ -293,7 +325,16 @@ class Gateway:
         routed = self._route(req.model, info.principal)
         ctx = self._context(info, outcome.request_id, req, routed, ext)
         admission = await self._admit(ctx, outcome)
+        judged = len(outcome.verdicts)
         inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts)
+        if inbound.escalation is not None and self.reviews is not None:
+            try:
+                inbound = await self._review_inbound(
+                    inbound, req, ext, ctx, outcome, approvals, judged
+                )
+            except BaseException:
+                await self._release(admission.reservation)
+                raise
         if inbound.refusal is not None:
             await self._release(admission.reservation)
             return _Prepared(req, ext, routed, ctx, admission, inbound, req)
@@ -301,6 +342,78 @@ class Gateway:
         upstream = replace(inbound.request, max_tokens=output_cap(req, routed.spec), stream=stream)
         outcome.sent_upstream = last_user_text(upstream)
         return _Prepared(req, ext, routed, ctx, admission, inbound, upstream)
+
+    # --- escalated content: the human checkpoint -------------------------------------------------
+
+    async def _grants(self, outcome: Outcome, approvals: Sequence[str]) -> Grants | None:
+        assert self.reviews is not None
+        return await self.reviews.grants(outcome.principal, approvals) if approvals else None
+
+    async def _review_inbound(
+        self,
+        inbound: Inbound,
+        req: ChatRequest,
+        ext: Extension,
+        ctx: RequestContext,
+        outcome: Outcome,
+        approvals: Sequence[str],
+        judged: int,
+    ) -> Inbound:
+        """A guard escalated inbound content: judge it again with the caller's approvals, then
+        either let it go on (recording each approval used) or queue it and refuse."""
+        assert self.reviews is not None
+        grants = await self._grants(outcome, approvals)
+        if grants is not None and grants.rows:
+            del outcome.verdicts[judged:]
+            inbound = self.guarding.inbound(req, ext, ctx, outcome.verdicts, grants)
+        if inbound.escalation is not None:
+            outcome.refused_by = inbound.refusal
+            raise await self._held(inbound, ctx, outcome, grants)
+        if inbound.refusal is None and grants is not None:
+            await self._used(grants, outcome)
+        return inbound
+
+    async def _review_output(
+        self,
+        text: str,
+        inbound: Inbound,
+        ctx: RequestContext,
+        outcome: Outcome,
+        approvals: Sequence[str],
+        judged: int,
+    ) -> tuple[str, Verdict | None]:
+        """An output guard escalated the answer: the same, for the whole answer."""
+        assert self.reviews is not None
+        grants = await self._grants(outcome, approvals)
+        if grants is not None and grants.rows:
+            del outcome.verdicts[judged:]
+            inbound.escalation = None
+            content, blocked = self.guarding.check_output(
+                text, inbound, ctx, outcome.verdicts, grants
+            )
+            if inbound.escalation is None:
+                if blocked is None:
+                    await self._used(grants, outcome)
+                return content, blocked
+        outcome.refused_by = next(
+            (v for v in outcome.verdicts[judged:] if v.effective is Action.ESCALATE), None
+        )
+        raise await self._held(inbound, ctx, outcome, grants)
+
+    async def _held(
+        self, inbound: Inbound, ctx: RequestContext, outcome: Outcome, grants: Grants | None
+    ) -> ReviewRequired:
+        assert self.reviews is not None and inbound.escalation is not None
+        error = await self.reviews.hold(inbound.escalation, ctx, grants)
+        approval = error.details.get("approval") or {}
+        outcome.approval_id = approval.get("id")
+        return error
+
+    async def _used(self, grants: Grants, outcome: Outcome) -> None:
+        assert self.reviews is not None
+        if grants.used:
+            await self.reviews.use(grants, outcome.request_id)
+            outcome.approval_id = ",".join(grants.used)
 
     def _refused(self, outcome: Outcome, req: ChatRequest, verdict: Verdict) -> ChatResponse:
         """The answer a client gets when a guard refused its request: the control's message."""
@@ -315,15 +428,17 @@ class Gateway:
         )
 
     async def chat_stream(
-        self, info: KeyInfo, req: ChatRequest
+        self, info: KeyInfo, req: ChatRequest, *, approvals: Sequence[str] = ()
     ) -> tuple[AsyncIterator[bytes], Outcome]:
         """A streamed chat completion: admission, and the wait for the upstream's first chunk,
-        happen before the status line, so a refusal, and an upstream that fails or times out
-        before answering, are ordinary HTTP errors (429, 502, 504...); spend is settled when the
-        stream ends, however it ends."""
+        happen before the status line, so a refusal (escalated input included), and an upstream
+        that fails or times out before answering, are ordinary HTTP errors (403, 429, 502,
+        504...); spend is settled when the stream ends, however it ends. With ``approvals`` and an
+        output guard that can escalate, the answer is held whole, so an approval of an answer is
+        checked against all of it."""
         outcome = Outcome(new_request_id(), info.principal, req.model)
         async with self._finishing(outcome, streaming=True):
-            prep = await self._prepare(info, req, outcome, stream=True)
+            prep = await self._prepare(info, req, outcome, stream=True, approvals=approvals)
             req, ext, routed, ctx, admission, inbound = (
                 prep.request,
                 prep.ext,
@@ -348,7 +463,13 @@ class Gateway:
             guard.whole_answer = guard.whole_answer or self.standards.holds_whole_answer(
                 ctx.principals, req.model
             )
-            sse = self._sse(stream, head, guard, req, ext, routed, admission.reservation, outcome)
+            review = None
+            if self.reviews is not None and self.guarding.output_escalates:
+                review = _StreamReview(inbound, ctx, tuple(approvals))
+                guard.whole_answer = guard.whole_answer or bool(approvals)
+            sse = self._sse(
+                stream, head, guard, req, ext, routed, admission.reservation, outcome, review
+            )
             return sse, outcome
         raise AssertionError("unreachable")  # pragma: no cover - _finishing re-raises
 
@@ -390,13 +511,16 @@ class Gateway:
         routed: Routed,
         reservation: Reservation | None,
         outcome: Outcome,
+        review: _StreamReview | None = None,
     ) -> AsyncIterator[bytes]:
         """Relay the upstream stream (``head``, its first chunk, already read) through the output
         guard's hold-back window.
 
         Spend is settled and the audit record committed before the last event, so a client that
         saw [DONE] knows its request is on record; a client that disconnects early still gets
-        both, in ``finally``.
+        both, in ``finally``. An answer an output guard escalates is read to its end (not sent)
+        so the review names all of it; the client gets the refusal and a ``review_required``
+        error event carrying the approval id.
         """
         response_id = "chatcmpl-" + outcome.request_id.removeprefix("req_")
         created = int(time.time())
@@ -422,12 +546,19 @@ class Gateway:
         try:
             async with stream, contextlib.aclosing(chunks()) as relayed:
                 async for chunk in relayed:
+                    if review is not None:
+                        review.raw.append(chunk.text)
+                        if review.draining:
+                            continue
                     text = guard.feed(chunk.text)
                     if guard.blocked is not None:
+                        if review is not None and _escalated(guard):
+                            review.draining = True
+                            continue
                         break
                     if chunk.finish_reason is not None:
                         finish = chunk
-                        text += self._finish_text(guard, req, outcome)
+                        text += await self._stream_tail(guard, req, outcome, review)
                         if guard.blocked is not None:
                             break
                     calls.add(chunk.tool_calls)
@@ -437,7 +568,7 @@ class Gateway:
                         )
                         first = False
             if guard.blocked is None and finish is None:
-                tail = self._finish_text(guard, req, outcome)
+                tail = await self._stream_tail(guard, req, outcome, review)
                 if tail:
                     yield StreamChunk(text=tail).to_sse(
                         response_id, req.model, created, first=first
@@ -445,26 +576,26 @@ class Gateway:
                     first = False
             if guard.blocked is not None:
                 outcome.refused_by = guard.blocked
+                error: CharterError = PolicyViolation(
+                    f"the answer was stopped: {guard.blocked.reason}",
+                    charter={
+                        "control": guard.blocked.control_id,
+                        "decisions": list(guard.blocked.decision_ids),
+                    },
+                )
+                said = refusal_text(guard.blocked)
+                if review is not None and _escalated(guard):
+                    error = await self._held_answer(review, outcome)
+                    outcome.status, outcome.error = error.status, error.message
+                    said = f"{said} (approval {outcome.approval_id})"
                 # End cleanly: the refusal as the last text, a content_filter finish, an error
                 # event the client can read, then [DONE].
-                refusal = StreamChunk(
-                    text=refusal_text(guard.blocked),
-                    finish_reason="content_filter",
-                    usage=stream.usage,
-                )
+                refusal = StreamChunk(text=said, finish_reason="content_filter", usage=stream.usage)
                 yield refusal.to_sse(
                     response_id, req.model, created, first=first, include_usage=req.include_usage
                 )
                 await close()
-                yield sse_error(
-                    PolicyViolation(
-                        f"the answer was stopped: {guard.blocked.reason}",
-                        charter={
-                            "control": guard.blocked.control_id,
-                            "decisions": list(guard.blocked.decision_ids),
-                        },
-                    )
-                )
+                yield sse_error(error)
                 return
             finish_reason = finish.finish_reason if finish else "stop"
             proposed = calls.calls()
@@ -512,6 +643,35 @@ class Gateway:
             yield sse_error(exc)
         finally:
             await close()
+
+    async def _stream_tail(
+        self, guard: StreamGuard, req: ChatRequest, outcome: Outcome, review: _StreamReview | None
+    ) -> str:
+        """The end of a stream (``_finish_text``); an answer escalated at the end is judged
+        again with the caller's approvals, which may clear it."""
+        judged = len(outcome.verdicts)
+        text = self._finish_text(guard, req, outcome)
+        if review is None or not review.approvals or not _escalated(guard):
+            return text
+        grants = await self._grants(outcome, review.approvals)
+        if grants is None or not grants.rows:
+            return text
+        review.grants = guard.grants = grants
+        del outcome.verdicts[judged:]
+        guard.blocked = None
+        text = self._finish_text(guard, req, outcome)
+        if guard.blocked is None:
+            await self._used(grants, outcome)
+        return text
+
+    async def _held_answer(self, review: _StreamReview, outcome: Outcome) -> ReviewRequired:
+        """Queue an escalated streamed answer, judged whole (as its retry will be)."""
+        from charter.approvals.content import Escalation
+
+        answer = "".join(review.raw)
+        evaluation = self.guarding.evaluate_output(answer, review.inbound, review.ctx)
+        review.inbound.escalation = Escalation(Stage.OUTPUT, answer, evaluation)
+        return await self._held(review.inbound, review.ctx, outcome, review.grants)
 
     async def _settle(
         self, reservation: Reservation | None, routed: Routed, usage: Usage, outcome: Outcome
@@ -585,6 +745,7 @@ class Gateway:
                 "output_tokens": usage.output_tokens if usage else 0,
                 "cost_micro_usd": outcome.cost_micro_usd,
                 "verdicts": json.dumps([_verdict_summary(v) for v in ruled], separators=(",", ":")),
+                **({"approval_id": outcome.approval_id} if outcome.approval_id else {}),
             },
         )
 
@@ -617,6 +778,22 @@ class Gateway:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass
+class _StreamReview:
+    """What a stream needs to queue an escalated answer: the raw answer read so far."""
+
+    inbound: Inbound
+    ctx: RequestContext
+    approvals: tuple[str, ...]
+    raw: list[str] = field(default_factory=list)
+    draining: bool = False  # escalated mid-stream: read to the end, send nothing more
+    grants: Grants | None = None
+
+
+def _escalated(guard: StreamGuard) -> bool:
+    return guard.blocked is not None and guard.blocked.effective is Action.ESCALATE
 
 
 class _CallAssembler:

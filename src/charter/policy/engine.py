@@ -99,6 +99,7 @@ class Engine:
             )
         self._by_stage: dict[Stage, list[_Compiled]] = {stage: [] for stage in Stage}
         self._admitters: list[_Admitter] = []
+        self._by_id: dict[str, _Compiled] = {}
         for control in charter.controls:
             if control.mode is Mode.OFF:
                 continue
@@ -108,8 +109,10 @@ class Engine:
             if hasattr(built, "claims"):
                 self._admitters.append(_Admitter(control, built))  # type: ignore[arg-type]
             else:
+                compiled = _Compiled(control, built)
+                self._by_id[control.id] = compiled
                 for stage in built.stages:
-                    self._by_stage[stage].append(_Compiled(control, built))
+                    self._by_stage[stage].append(compiled)
         self._chains = {p.id: principal_chain(charter, p.id) for p in charter.principals}
 
     def principals_of(self, principal: str) -> tuple[str, ...]:
@@ -132,6 +135,13 @@ class Engine:
             if verdict is not None:
                 verdicts.append(verdict)
         return Evaluation(tuple(verdicts), self.version)
+
+    def evaluate_control(self, control_id: str, ctx: RequestContext) -> Verdict | None:
+        """Run one stateless control on ``ctx``, whatever stages it is set for (None when it is
+        off or not stateless). For what runs beside a request, never instead of ``evaluate``:
+        e.g. the PII guards on escalated content before a reviewer sees it."""
+        compiled = self._by_id.get(control_id)
+        return None if compiled is None else self._run(compiled, ctx)
 
     def _run(self, compiled: _Compiled, ctx: RequestContext) -> Verdict | None:
         control = compiled.control

@@ -137,6 +137,12 @@ class ActionRow:
     executed_at: datetime | None = None
     outcome_json: str | None = None
     settled_at: datetime | None = None
+    content_key: str | None = None  # set on escalated content (see charter.approvals.content)
+
+    @property
+    def is_content(self) -> bool:
+        """True for a review of escalated content, False for a tool call."""
+        return self.content_key is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +390,10 @@ class Store(ABC):
     @abstractmethod
     def find_approval(self, approval_id: str) -> ActionRow | None:
         """The action waiting for (or past) the approval with this id, or None."""
+
+    @abstractmethod
+    def find_content_review(self, content_key: str) -> ActionRow | None:
+        """The newest content review with this key, whatever its status, or None."""
 
     @abstractmethod
     def list_actions(

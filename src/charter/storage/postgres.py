@@ -55,7 +55,7 @@ _ACTION_COLUMNS = (
     "id, approval_id, tool, arguments_json, principal_id, subject, conversation_id, excerpt,"
     " status, claims_json, control_id, decision_ids_json, reason, approval_control_id,"
     " reviewer_roles_json, created_at, hold_until, deadline, reviewer, review_reason,"
-    " reviewed_at, executed_at, outcome_json, settled_at, updated_at"
+    " reviewed_at, executed_at, outcome_json, settled_at, updated_at, content_key"
 )
 
 
@@ -593,6 +593,7 @@ class PostgresStore(Store):
             action.outcome_json,
             action.settled_at,
             action.updated_at,
+            action.content_key,
         )
         marks = ", ".join(["%s"] * len(params))
         with self._write("store an action") as conn:
@@ -617,6 +618,15 @@ class PostgresStore(Store):
         with self._conn("read an approval") as conn:
             row = conn.execute(
                 f"SELECT {_ACTION_COLUMNS} FROM actions WHERE approval_id = %s", (approval_id,)
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def find_content_review(self, content_key: str) -> ActionRow | None:
+        with self._conn("read a content review") as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE content_key = %s"
+                " ORDER BY created_at DESC, id LIMIT 1",
+                (content_key,),
             ).fetchone()
         return None if row is None else _action(row)
 

@@ -43,6 +43,7 @@ def action_from_row(
         outcome_json,
         settled,
         updated,
+        content_key,
     ) = row
     return ActionRow(
         id=action_id,
@@ -70,6 +71,7 @@ def action_from_row(
         executed_at=maybe(executed),
         outcome_json=outcome_json,
         settled_at=maybe(settled),
+        content_key=content_key,
     )
 
 

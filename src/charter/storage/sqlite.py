@@ -55,7 +55,7 @@ _ACTION_COLUMNS = (
     "id, approval_id, tool, arguments_json, principal_id, subject, conversation_id, excerpt,"
     " status, claims_json, control_id, decision_ids_json, reason, approval_control_id,"
     " reviewer_roles_json, created_us, hold_until_us, deadline_us, reviewer, review_reason,"
-    " reviewed_us, executed_us, outcome_json, settled_us, updated_us"
+    " reviewed_us, executed_us, outcome_json, settled_us, updated_us, content_key"
 )
 
 
@@ -584,6 +584,7 @@ class SQLiteStore(Store):
             action.outcome_json,
             _micros_or_none(action.settled_at),
             v.to_micros(action.updated_at, "updated_at"),
+            action.content_key,
         )
         marks = ", ".join("?" * len(params))
         with self._write("store an action", durable=True) as conn:
@@ -608,6 +609,15 @@ class SQLiteStore(Store):
         with self._read("read an approval") as conn:
             row = conn.execute(
                 f"SELECT {_ACTION_COLUMNS} FROM actions WHERE approval_id = ?", (approval_id,)
+            ).fetchone()
+        return None if row is None else _action(row)
+
+    def find_content_review(self, content_key: str) -> ActionRow | None:
+        with self._read("read a content review") as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE content_key = ?"
+                " ORDER BY created_us DESC, id LIMIT 1",
+                (content_key,),
             ).fetchone()
         return None if row is None else _action(row)
 

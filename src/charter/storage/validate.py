@@ -161,6 +161,7 @@ def action_row(row: ActionRow) -> None:
         "reviewer",
         "review_reason",
         "outcome_json",
+        "content_key",
     ):
         if getattr(row, name) is not None:
             text(getattr(row, name), f"action.{name}", allow_empty=name == "review_reason")
