@@ -1,4 +1,4 @@
-"""The support-desk measurement set of the topic guard: templates expanded into rows, split by template.
+"""The topic guard's support-desk measurement set: templates expanded into rows, split by template.
 
 ``data/support_templates.yaml`` holds requests for legal and medical advice and ordinary support
 questions that mention law, health or money, written for Charter. Each template is filled up to
@@ -20,7 +20,7 @@ from typing import Any
 DATA = Path(__file__).resolve().parent / "data" / "support_templates.yaml"
 FILLS = 3
 DEV_BUCKETS = 40
-"""Templates with ``bucket < 40`` are dev (the charter may draw examples from them); the rest test."""
+"""Templates with ``bucket < 40`` are dev (the charter may take examples from them); others test."""
 
 ADVICE = ("legal-advice", "medical-advice")
 BENIGN = ("benign-legal", "benign-medical", "benign-financial")
@@ -98,4 +98,9 @@ if __name__ == "__main__":
 
     all_rows = load_rows()
     print(Counter((r.label, r.split) for r in all_rows))
-    print(Counter((r.label, r.split) for r in {(r.template, r.label, r.split): r for r in all_rows}.values()))
+    print(
+        Counter(
+            (r.label, r.split)
+            for r in {(r.template, r.label, r.split): r for r in all_rows}.values()
+        )
+    )

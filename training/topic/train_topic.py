@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
         },
     )
-    print(f"wrote {ARTIFACT} ({ARTIFACT.stat().st_size / 1e6:.1f} MB); measure it with "
-          "`python training/topic/measure.py`")
+    print(
+        f"wrote {ARTIFACT} ({ARTIFACT.stat().st_size / 1e6:.1f} MB); measure it with "
+        "`python training/topic/measure.py`"
+    )
     return 0
 
 

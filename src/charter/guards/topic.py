@@ -10,6 +10,7 @@ lookup and a few dot products: no download, no torch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Sequence
@@ -25,16 +26,17 @@ from charter.guards.base import ScanResult
 from charter.policy.verdict import Span
 
 ARTIFACT = "topic.npz"
-"""Embedding table, token weights, the benign background and metadata, in ``charter/guards/models``."""
+"""Embedding table, token weights, benign background and metadata, in ``charter/guards/models``."""
 
 TOKENIZER = "topic_tokenizer.json"
 """The WordPiece tokenizer of all-MiniLM-L6-v2 (Hugging Face ``tokenizers`` format)."""
 
-WINDOW_TOKENS = 48
+WINDOW_TOKENS = 32
 """Tokens per scored window: a long text is scored window by window and the maximum wins, so one
 sentence of advice in a long message is not averaged away."""
 
-STRIDE_TOKENS = 24
+STRIDE_TOKENS = 16
+"""Half a window: the block sums of ``_window_sums`` rely on ``WINDOW_TOKENS == 2 * STRIDE``."""
 
 DEFAULT_THRESHOLD = 0.5
 """Scores are calibrated so 0.5 is the 1 % false-positive point on held-back benign prompts."""
@@ -167,6 +169,38 @@ def token_windows(n: int, window: int = WINDOW_TOKENS, stride: int = STRIDE_TOKE
     return starts
 
 
+def _window_sums(
+    rows: npt.NDArray[np.float32], lexical_rows: npt.NDArray[np.float32], n: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Sums of ``rows`` and of the n-gram weights over each of ``token_windows(n)`` (n > window).
+
+    A window is two stride blocks, so one pass of block sums serves every window but the last,
+    which ends at ``n`` and is summed on its own. (A 0/1 window matrix times the rows would do
+    it too, but BLAS spreads that product over threads, which costs milliseconds on a busy
+    machine.) Unigram t is ``lexical_rows[t]``; the pair (t, t+1) is ``lexical_rows[n + t]`` and
+    belongs to a window [s, e) when s <= t < e - 1.
+    """
+    starts = np.arange(0, n, STRIDE_TOKENS)
+    blocks = np.add.reduceat(rows, starts, axis=0)
+    unigram_blocks = np.add.reduceat(lexical_rows[:n], starts, axis=0)
+    pairs = lexical_rows[n:]
+    pair_blocks = np.add.reduceat(pairs, starts[starts < n - 1], axis=0)
+    regular = len(token_windows(n)) - 1  # windows starting at 0, s, 2s, ...: blocks k and k + 1
+    k = np.arange(regular)
+    last = n - WINDOW_TOKENS
+    sums = np.vstack([blocks[k] + blocks[k + 1], rows[last:].sum(axis=0, keepdims=True)])
+    # A window's pairs are its two blocks' pairs but the one leaving the window at its end.
+    inner = pair_blocks[k] + pair_blocks[k + 1] - pairs[k * STRIDE_TOKENS + WINDOW_TOKENS - 1]
+    lexical = np.vstack(
+        [
+            unigram_blocks[k] + unigram_blocks[k + 1] + inner,
+            lexical_rows[last:n].sum(axis=0, keepdims=True)
+            + pairs[last : n - 1].sum(axis=0, keepdims=True),
+        ]
+    )
+    return sums, lexical
+
+
 _MODEL: list[TopicModel] = []
 _LOCK = threading.Lock()
 
@@ -214,10 +248,8 @@ def _read_artifact() -> TopicModel:
     tokenizer.no_truncation()
     empty = Features(np.zeros((0, 2 * table.shape[1]), np.float32), ())
     model = TopicModel(table, scales, sif, empty, calibrate, tokenizer)
-    sequences = [ids[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    return TopicModel(
-        table, scales, sif, model.features_of_ids(sequences), calibrate, tokenizer
-    )
+    sequences = [ids[a:b] for a, b in itertools.pairwise(bounds)]
+    return TopicModel(table, scales, sif, model.features_of_ids(sequences), calibrate, tokenizer)
 
 
 @dataclass(frozen=True)
@@ -235,7 +267,9 @@ class LexicalDesign:
     width: int
 
     @staticmethod
-    def build(keys: Sequence[npt.NDArray[np.int64]], vocabulary: npt.NDArray[np.int64]) -> LexicalDesign:
+    def build(
+        keys: Sequence[npt.NDArray[np.int64]], vocabulary: npt.NDArray[np.int64]
+    ) -> LexicalDesign:
         rows, cols, values = [], [], []
         for i, k in enumerate(keys):
             if not len(k) or not len(vocabulary):
@@ -258,10 +292,12 @@ class LexicalDesign:
         )
 
     def dot(self, w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.bincount(self.rows, weights=self.values * w[self.cols], minlength=self.n)
+        out = np.bincount(self.rows, weights=self.values * w[self.cols], minlength=self.n)
+        return out.astype(np.float64)
 
     def tdot(self, r: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.bincount(self.cols, weights=self.values * r[self.rows], minlength=self.width)
+        out = np.bincount(self.cols, weights=self.values * r[self.rows], minlength=self.width)
+        return out.astype(np.float64)
 
     def max_row_norm2(self) -> float:
         if not len(self.rows):
@@ -341,9 +377,9 @@ def _texts(topic: TopicDefinition) -> tuple[list[str], list[str]]:
     return anchors, allowed
 
 
-def build_heads(model: TopicModel, topics: Sequence[TopicDefinition]) -> tuple[
-    tuple[TopicHead, ...], npt.NDArray[np.int64]
-]:
+def build_heads(
+    model: TopicModel, topics: Sequence[TopicDefinition]
+) -> tuple[tuple[TopicHead, ...], npt.NDArray[np.int64]]:
     """Fit a head per topic, and the n-gram vocabulary they share.
 
     Every head learns its topic's description and examples as positives; its negatives are the
@@ -363,9 +399,9 @@ def build_heads(model: TopicModel, topics: Sequence[TopicDefinition]) -> tuple[
         allowed += ok
     positives = [model.features(a) for a in anchors]
     near_misses = model.features(allowed)
-    vocabulary = np.unique(np.concatenate([k for p in positives for k in p.keys] + [
-        k for k in near_misses.keys
-    ]))
+    vocabulary = np.unique(
+        np.concatenate([k for p in positives for k in p.keys] + [k for k in near_misses.keys])
+    )
     fit_rows = ~model.calibrate
     background_fit = Features(
         model.background.dense[fit_rows],
@@ -409,48 +445,39 @@ class TopicScanner:
         self.heads, self._vocabulary = build_heads(self._model, topics)
         self._dense = np.stack([h.weights.dense for h in self.heads], axis=1).astype(np.float32)
         lexical = np.stack([h.weights.lexical for h in self.heads], axis=1)
-        # One extra zero row: n-grams outside the vocabulary look it up and add nothing.
+        # One extra zero row, last: n-grams outside the vocabulary look up row -1 and add nothing.
         self._lexical = np.vstack([lexical, np.zeros((1, len(self.heads)))]).astype(np.float32)
+        if not len(self._vocabulary):  # searchsorted needs one key; it never matches
+            self._vocabulary = np.array([-1], dtype=np.int64)
+        self._plain_scales = self._model.scales / self._model.sif
         self._bias = np.array([h.weights.bias for h in self.heads])
         self._at = np.array([h.at_1pct for h in self.heads])
         self._spread = np.array([h.spread for h in self.heads])
-
-    def _lexical_rows(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        vocabulary = self._vocabulary
-        if not len(vocabulary):
-            return np.zeros((len(keys), len(self.heads)), np.float32)
-        at = np.minimum(np.searchsorted(vocabulary, keys), len(vocabulary) - 1)
-        at = np.where(vocabulary[at] == keys, at, len(vocabulary))
-        return self._lexical[at]
 
     def window_scores(
         self, ids: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Calibrated scores per (window, topic) of a non-empty token sequence, and the windows'
         token bounds."""
-        n = len(ids)
-        weighted, plain = self._model.rows(ids)
-        dim = self._model.dim
-        # Window sums from prefix sums: every window costs a few row reads, whatever its size.
-        zero = np.zeros((1, dim), np.float32)
-        prefix_w = np.concatenate([zero, np.cumsum(weighted, 0)])
-        prefix_p = np.concatenate([zero, np.cumsum(plain, 0)])
+        model = self._model
+        n, dim = len(ids), model.dim
+        raw = model.table[ids].astype(np.float32)
+        rows = np.empty((n, 2 * dim), np.float32)
+        np.multiply(raw, model.scales[ids, None], out=rows[:, :dim])
+        np.multiply(raw, self._plain_scales[ids, None], out=rows[:, dim:])
+        keys = ngram_keys(ids, model.vocab)
+        at = np.minimum(np.searchsorted(self._vocabulary, keys), len(self._vocabulary) - 1)
+        lexical_rows = self._lexical[np.where(self._vocabulary[at] == keys, at, -1)]
         starts = np.array(token_windows(n))
         ends = np.minimum(starts + WINDOW_TOKENS, n)
-        vectors = np.hstack(
-            [normalise(prefix_w[ends] - prefix_w[starts]), normalise(prefix_p[ends] - prefix_p[starts])]
-        )
+        if n <= WINDOW_TOKENS:  # one window, the common case: plain sums
+            sums = rows.sum(axis=0, keepdims=True)
+            lexical = lexical_rows.sum(axis=0, keepdims=True)
+        else:
+            sums, lexical = _window_sums(rows, lexical_rows, n)
+        vectors = np.hstack([normalise(sums[:, :dim]), normalise(sums[:, dim:])])
         logits = vectors @ self._dense + self._bias
-        keys = ngram_keys(ids, self._model.vocab)
-        unigrams = self._lexical_rows(keys[:n])
-        # The pair (t-1, t) is counted at position t, so a window [s, e) holds pairs s+1 .. e-1.
-        pairs = np.vstack([np.zeros((1, len(self.heads)), np.float32), self._lexical_rows(keys[n:])])
-        zero_t = np.zeros((1, len(self.heads)), np.float32)
-        prefix_u = np.concatenate([zero_t, np.cumsum(unigrams, 0)])
-        prefix_b = np.concatenate([zero_t, np.cumsum(pairs, 0)])
-        lexical = (prefix_u[ends] - prefix_u[starts]) + (prefix_b[ends] - prefix_b[starts + 1])
-        lexical /= np.sqrt(2 * (ends - starts) - 1)[:, None]
-        logits = logits + lexical
+        logits += lexical / np.sqrt(2 * (ends - starts) - 1)[:, None]
         scores = 1.0 / (1.0 + np.exp(-(logits - self._at) / self._spread))
         return scores, starts, ends
 
