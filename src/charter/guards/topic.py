@@ -351,11 +351,12 @@ def fit_head(
     for k in range(iterations):
         z = (x @ vd).astype(np.float64) + lex.dot(vl) + vb
         residual = weight * (1.0 / (1.0 + np.exp(-z)) - y)
-        nd = vd - np.float32(step) * (xt @ residual.astype(np.float32) + np.float32(l2_dense) * vd)
+        gd = xt @ residual.astype(np.float32) + np.float32(l2_dense) * vd
+        nd = np.asarray(vd - np.float32(step) * gd, dtype=np.float32)
         nl = vl - step * (lex.tdot(residual) + l2_lexical * vl)
         nb = vb - step * float(residual.sum())
         momentum = k / (k + 3)
-        vd = nd + np.float32(momentum) * (nd - wd)
+        vd = np.asarray(nd + np.float32(momentum) * (nd - wd), dtype=np.float32)
         vl, vb = nl + momentum * (nl - wl), nb + momentum * (nb - b)
         wd, wl, b = nd, nl, nb
     return HeadWeights(wd.astype(np.float64), wl, b)
