@@ -10,8 +10,8 @@ Latency is wall time (p50, p99) on one thread after a warm-up, on support-desk p
 stage of ``examples/support-desk/charter.yaml`` with its enforced input guards (injection, PII,
 secrets) and nothing else; "+ topic (shadow)" adds the advice-topics guard as the example runs
 it. Quality: injection on the test split of ``training/injection_data.py``, PII on the Presidio
-synthetic set, topic on the hand-written held-out rows and benign held-out splits of
-``training/topic/train_topic.py``. The tables are Markdown, for the README.
+synthetic set, topic on the held-out slices of ``training/topic/measure.py`` (which prints them
+one by one). The tables are Markdown, for the README.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ sys.path[:0] = [str(HERE), str(ROOT / "training"), str(ROOT / "training" / "topi
 
 import bench_pii
 import injection_data
-import train_topic
+import measure
 
 from charter.document.loader import load_charter
 from charter.document.model import Charter, Mode
 from charter.guards.injection import InjectionScanner
 from charter.guards.pii import PIIScanner
 from charter.guards.secrets import SecretsScanner
-from charter.guards.topic import DEFAULT_THRESHOLD, TopicScanner
+from charter.guards.topic import TopicScanner
 from charter.policy.context import RequestContext
 from charter.policy.engine import Engine
 from charter.policy.verdict import Stage
@@ -128,20 +128,23 @@ def pii_quality() -> None:
 
 
 def topic_quality() -> None:
-    corpus = train_topic.load_corpus()
-    scanner = TopicScanner(train_topic.example_topics())
+    guard = measure.load_guard(EXAMPLE, "advice-topics")
+    results = measure.measure(guard, measure.slices(measure.exemplars(guard.topics)))
 
-    def rate(texts: list[str]) -> float:
-        return float(np.mean([scanner.scan(t).score >= DEFAULT_THRESHOLD for t in texts]))
+    def pooled(kind: str, names: tuple[str, ...]) -> tuple[float, int]:
+        rows = [r for r in results if r["kind"] == kind and r["slice"].startswith(names)]
+        n = sum(r["n"] for r in rows)
+        return sum(r["rate"] * r["n"] for r in rows) / n, n
 
-    positives = [r for rows in corpus.positives.values() for r in rows]
-    benign = corpus.benign_test["clinc150"][:3000] + corpus.benign_test["banking77"][:3000]
-    hard = [r for r in corpus.hard_negatives if train_topic.bucket(r) >= 50]
+    catch, n_catch = pooled("catch", ("support templates", "hand-written"))
+    near, n_near = pooled("false refusal", ("support templates", "hand-written"))
+    general, n_general = pooled("false refusal", ("clinc150 held", "banking77"))
     print(
-        f"| topic (example charter, 2 examples per topic) | hand-written advice prompts; "
-        f"CLINC150 + Banking77 held out; hard negatives held out | catch {rate(positives):.3f} "
-        f"({len(positives)}) | false refusals {rate(benign):.4f} ({len(benign)}); "
-        f"hard negatives {rate(hard):.2f} ({len(hard)}) |"
+        f"| topic (example charter: {sum(len(t.examples) for t in guard.topics)} examples, "
+        f"{sum(len(t.allowed_examples) for t in guard.topics)} allowed examples) | "
+        "support-desk test templates and hand-written prompts; CLINC150 + Banking77 held out | "
+        f"catch {catch:.3f} ({n_catch}) | false refusals {general:.4f} ({n_general}); "
+        f"support questions that mention law, health or money {near:.3f} ({n_near}) |"
     )
 
 

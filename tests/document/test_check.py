@@ -228,3 +228,64 @@ def test_no_norway_problem() -> None:
     text = VALID.replace("    kind: route\n", "    kind: route\n    mode: off\n")
     loaded = load_charter_text(text, file="c.yaml", today=TODAY)
     assert loaded.charter is not None and loaded.charter.controls[0].mode == "off"
+
+
+TOPIC_GUARD = """\
+  - id: advice
+    kind: guard
+    serves: [approved-models]
+    settings:
+      scanner: topic
+      topics:
+        - name: legal
+          description: Requests for legal advice.
+          examples: [Can I sue you?, "can I  SUE you?"]
+          allowed_examples:
+            - Where are your terms?
+            - ""
+        - name: legal
+          description: Requests for medical advice.
+          examples: [What dose should I take?]
+          allowed_examples: [Can I sue you?, 3]
+principals:"""
+
+
+def _with_topic_guard() -> str:
+    text = VALID.replace("    enforced_by: [allowlist]", "    enforced_by: [allowlist, advice]")
+    return text.replace("\nprincipals:\n", "\n" + TOPIC_GUARD + "\n", 1)
+
+
+def test_topic_phrases_that_contradict_or_repeat_are_found_where_they_are() -> None:
+    loaded = load_charter_text(_with_topic_guard(), file="c.yaml", today=TODAY)
+    got = {(f.code, f.severity, f.line, f.column) for f in loaded.findings}
+    assert got == {
+        ("duplicate-example", "warning", 26, 38),  # the same phrase, other case and spacing
+        ("invalid-value", "error", 29, 15),  # an empty phrase
+        ("duplicate-id", "error", 30, 17),  # two topics named `legal`
+        ("conflicting-example", "error", 33, 30),  # refused by one topic, allowed by another
+        ("wrong-type", "error", 33, 46),  # a phrase must be text
+    }
+    (conflict,) = [f for f in loaded.findings if f.code == "conflicting-example"]
+    assert "`Can I sue you?`" in conflict.message and "topics[0].examples" in conflict.message
+    assert conflict.hint is not None and "keep it in one list" in conflict.hint
+    assert conflict.render().startswith("c.yaml:33:30: error[conflicting-example]")
+
+
+def test_allowed_examples_are_optional_and_validated_as_phrases() -> None:
+    text = _with_topic_guard()
+    text = text.replace(
+        '          examples: [Can I sue you?, "can I  SUE you?"]\n'
+        "          allowed_examples:\n"
+        "            - Where are your terms?\n"
+        '            - ""\n',
+        "          examples: [Can I sue you?]\n",
+    )
+    text = text.replace(
+        "- name: legal\n          description: Requests for medical",
+        "- name: medical\n          description: Requests for medical",
+    )
+    text = text.replace("[Can I sue you?, 3]", "[Where are your terms?]")
+    loaded = load_charter_text(text, file="c.yaml", today=TODAY)
+    assert loaded.findings == [], [f.render() for f in loaded.findings]
+    (guard,) = [c for c in loaded.require().controls if c.id == "advice"]
+    assert [t.allowed_examples for t in guard.settings.topics] == [[], ["Where are your terms?"]]

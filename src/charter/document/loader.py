@@ -128,6 +128,7 @@ def load_charter_text(
             _report_validation_error(report, source.data, error)
     _cross_check(report, source.data, today or dt.date.today())
     _check_standards(report, source.data, FilePath(file).parent)
+    _check_topics(report, source.data)
     if charter is not None:
         _check_implemented(report, charter)
     return LoadedCharter(file, charter, sort_findings(report.findings))
@@ -645,6 +646,14 @@ def _check_standards(report: _Reporter, data: dict[str, Any], base_dir: FilePath
 
     for problem in check_standards(data, base_dir):
         report.error(problem.path, problem.code, problem.message, problem.hint)
+
+
+def _check_topics(report: _Reporter, data: dict[str, Any]) -> None:
+    """Contradictions and duplicates among the phrases of topic guards (charter.guards.checks)."""
+    from charter.guards.checks import check_topics
+
+    for problem in check_topics(data):
+        report.add(problem.severity, problem.path, problem.code, problem.message, problem.hint)
 
 
 # --- implementation status ---------------------------------------------------------------------

@@ -199,10 +199,23 @@ class SecretsGuard(GuardBase):
     scanner: Literal["secrets"]
 
 
+Phrase = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
 class Topic(Strict):
+    """One refused topic: what it is, phrases that belong to it, and near misses that do not."""
+
     name: Id
-    description: str = Field(min_length=1)
-    examples: list[str] = Field(min_length=1, description="Phrases that belong to this topic.")
+    description: str = Field(min_length=1, description="What the topic is, in one sentence.")
+    examples: list[Phrase] = Field(
+        min_length=1, description="Phrases that belong to this topic: the guard refuses them."
+    )
+    allowed_examples: list[Phrase] = Field(
+        default_factory=list,
+        description="Near misses: phrases that mention the topic but are allowed (a question about "
+        "our own warranty terms is not a request for legal advice). The guard learns to tell them "
+        "apart from the examples; each is allowed by every topic of the guard.",
+    )
 
 
 class TopicGuard(GuardBase):
