@@ -10,6 +10,7 @@ lookup and a few dot products: no download, no torch.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -432,6 +433,34 @@ def build_heads(
     return tuple(heads), vocabulary
 
 
+@dataclass(frozen=True)
+class _Texts:
+    """What a head is fitted from, hashable: the fit is deterministic, so equal texts give
+    equal heads."""
+
+    name: str
+    description: str
+    examples: tuple[str, ...]
+    allowed_examples: tuple[str, ...]
+
+    @classmethod
+    def of(cls, topic: TopicDefinition) -> _Texts:
+        allowed = tuple(getattr(topic, "allowed_examples", ()))
+        return cls(topic.name, topic.description, tuple(topic.examples), allowed)
+
+
+@functools.lru_cache(maxsize=32)
+def _fitted(
+    topics: tuple[_Texts, ...],
+) -> tuple[tuple[TopicHead, ...], npt.NDArray[np.int64]]:
+    """``build_heads`` on the shipped model, once per process for each set of topics: fitting
+    takes about a second a topic, and a charter is compiled again on every reload (and by every
+    test that builds an engine). The heads are frozen and the vocabulary is never written to."""
+    heads, vocabulary = build_heads(load_model(), topics)
+    vocabulary.setflags(write=False)
+    return heads, vocabulary
+
+
 class TopicScanner:
     """Scores text for the charter's refused topics; the score is the best (topic, window).
 
@@ -447,7 +476,7 @@ class TopicScanner:
                 "a topic guard needs at least one topic", hint="list topics under settings"
             )
         self._model = load_model()
-        self.heads, self._vocabulary = build_heads(self._model, topics)
+        self.heads, self._vocabulary = _fitted(tuple(_Texts.of(t) for t in topics))
         self._dense = np.stack([h.weights.dense for h in self.heads], axis=1).astype(np.float32)
         lexical = np.stack([h.weights.lexical for h in self.heads], axis=1)
         # One extra zero row, last: n-grams outside the vocabulary look up row -1 and add nothing.
