@@ -49,6 +49,7 @@ from charter.errors import (
     StorageUnavailable,
     UpstreamError,
 )
+from charter.ownership import OwnershipResolver
 from charter.policy.context import RequestContext, ToolCall
 from charter.policy.engine import Engine, Evaluation
 from charter.policy.verdict import Action, Stage, Verdict
@@ -187,6 +188,7 @@ class ActionService:
         env: Mapping[str, str] | None = None,
         on_event: Callable[[ActionEvent], None] | None = None,
         clock: Callable[[], float] | None = None,
+        ownership: OwnershipResolver | None = None,
     ) -> None:
         self.engine = engine
         self.charter = engine.charter
@@ -206,6 +208,8 @@ class ActionService:
                 tool.policies.append(_Policy(control, handler))
         self._check_reviews_have_approvals()
         self._secrets = _webhook_secrets(self._tools, approval_controls(self.charter), environ)
+        # Ownership lookups run here, before the engine: it decides on their answers.
+        self.ownership = ownership or OwnershipResolver(self.charter, env=environ)
 
     # -- set-up checks ---------------------------------------------------------------------------
 
@@ -267,6 +271,7 @@ class ActionService:
         breaker = await self._breaker_verdict(governed)
         if breaker is not None and breaker.enforced:
             return self._denied(Evaluation((breaker,), self.engine.version))
+        ctx = await self.ownership.with_answers(ctx)
         verdicts = [*self.engine.evaluate(ctx).verdicts, *([breaker] if breaker else [])]
         if Evaluation(tuple(verdicts), self.engine.version).action is Action.BLOCK:
             return self._denied(Evaluation(tuple(verdicts), self.engine.version))
@@ -962,9 +967,10 @@ class ActionService:
         return await anyio.to_thread.run_sync(partial(fn, *args))
 
     async def aclose(self) -> None:
-        """Wait for notifications in flight, then close the HTTP client."""
+        """Wait for notifications in flight, then close the HTTP client and lookups."""
         await self.notifier.drain()
         await self.sender.aclose()
+        await self.ownership.aclose()
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -1034,7 +1040,8 @@ def _status_conflict(row: ActionRow) -> Conflict:
 def _may_review(control: ToolPolicyControl) -> bool:
     s = control.settings
     overs = [c.over for c in s.caps] + [r.over for r in s.rates] + [q.over for q in s.sequences]
-    return s.review or Verdict3.REVIEW in overs
+    failed_lookup_reviews = s.ownership is not None and s.ownership.on_error == "review"
+    return s.review or failed_lookup_reviews or Verdict3.REVIEW in overs
 
 
 def _rate_verdict(policy: _Policy, rate: RateClaim, used: int, *, enforced: bool) -> Verdict:

@@ -330,12 +330,173 @@ class RateCap(Strict):
         return self
 
 
-class Ownership(Strict):
-    argument: str = Field(description="The argument naming the resource, e.g. order_id.")
-    context: str = Field(
-        description="The key of the caller-supplied context listing what the subject owns, "
-        "e.g. customer_orders."
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_URL_FIELDS = ("subject", "resource")
+
+
+class OwnershipHttp(Strict):
+    """Ask an HTTP service whether the subject owns the resource; Charter makes the call itself."""
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The address to ask, with {subject} and {resource} placeholders (filled in "
+        "percent-encoded), e.g. https://crm.internal/customers/{subject}/orders/{resource}.",
     )
+    method: Literal["GET", "POST"] = Field(
+        "GET", description="GET, or POST with the JSON body {subject, resource}."
+    )
+    owned_field: str = Field(
+        "owned",
+        min_length=1,
+        description="The JSON boolean field of a 2xx answer that says whether it is owned.",
+    )
+    not_owned_status: list[int] = Field(
+        default_factory=lambda: [404],
+        description="Statuses that mean not owned (any other non-2xx is a failed lookup).",
+    )
+    timeout_s: float = Field(2.0, gt=0, le=60, description="Seconds to wait for the answer.")
+    cache_ttl_s: float = Field(
+        30.0, ge=0, le=86400, description="Seconds an answer is reused for; 0 asks every time."
+    )
+    max_concurrency: int = Field(
+        8, ge=1, le=1024, description="Lookups of this control in flight at once, at most."
+    )
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers to send, each read from an environment variable: "
+        "{Authorization: CRM_TOKEN} (never the secret itself).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _placeholders(cls, url: str) -> str:
+        import string
+
+        try:
+            fields = list(string.Formatter().parse(url))
+        except ValueError as exc:
+            raise ValueError(
+                f"url is not a valid template ({exc}); write {{{{ for a literal brace"
+            ) from None
+        for _, name, spec, conversion in fields:
+            if name is None:
+                continue
+            if name not in _URL_FIELDS or spec or conversion:
+                raise ValueError(
+                    f"url has the placeholder {{{name}}}; only {{subject}} and {{resource}} "
+                    "are filled in"
+                )
+        host = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if "{" in host:
+            raise ValueError(
+                "url has a placeholder in its host; put {subject} and {resource} in the path "
+                "or query, so a caller's value can never choose where Charter connects"
+            )
+        return url
+
+    @field_validator("not_owned_status")
+    @classmethod
+    def _statuses(cls, statuses: list[int]) -> list[int]:
+        bad = [s for s in statuses if not 300 <= s <= 599]
+        if bad:
+            raise ValueError(f"not_owned_status must be 3xx-5xx statuses, got {bad}")
+        return statuses
+
+    @field_validator("headers_env")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for header, env in headers.items():
+            if not _HEADER_NAME.match(header):
+                raise ValueError(f"headers_env: {header!r} is not a header name")
+            if not re.match(ENV_NAME_PATTERN, env):
+                raise ValueError(
+                    f"headers_env.{header}: {env!r} must name an environment variable "
+                    "(e.g. CRM_TOKEN), not hold the secret"
+                )
+        return headers
+
+    @model_validator(mode="after")
+    def _get_names_both(self) -> OwnershipHttp:
+        if self.method == "GET":
+            missing = [f"{{{f}}}" for f in _URL_FIELDS if f"{{{f}}}" not in self.url]
+            if missing:
+                raise ValueError(
+                    f"a GET lookup's url must carry {' and '.join(missing)} "
+                    "(or use method: POST, which sends both as JSON)"
+                )
+        return self
+
+
+class OwnershipSql(Strict):
+    """Ask a database whether the subject owns the resource: a row when owned, none when not."""
+
+    dsn_env: str = Field(
+        pattern=ENV_NAME_PATTERN,
+        description="The environment variable holding the database URL "
+        "(sqlite:///path.db or postgresql://user@host/db); opened read-only.",
+    )
+    query: str = Field(
+        description="One SELECT with :subject and :resource that returns a row when owned and "
+        "no row when not, e.g. SELECT 1 FROM orders WHERE customer_id = :subject AND id = "
+        ":resource. Not SELECT EXISTS(...) or count(*): those always return a row.",
+    )
+    timeout_s: float = Field(2.0, gt=0, le=60, description="Seconds the query may take.")
+    cache_ttl_s: float = Field(
+        30.0, ge=0, le=86400, description="Seconds an answer is reused for; 0 asks every time."
+    )
+    max_concurrency: int = Field(
+        8, ge=1, le=256, description="Queries of this control in flight (and connections), at most."
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _valid_query(cls, query: str) -> str:
+        from charter.document.sqlquery import validate_query
+
+        validate_query(query)
+        return query
+
+
+class Ownership(Strict):
+    """Where the truth about who owns what lives: exactly one of context, http or sql."""
+
+    argument: str = Field(description="The argument naming the resource, e.g. order_id.")
+    context: str | None = Field(
+        None,
+        description="The key of the caller-supplied context listing what the subject owns, "
+        "e.g. customer_orders. The caller is trusted to tell the truth; prefer http or sql.",
+    )
+    http: OwnershipHttp | None = Field(None, description="Charter asks an HTTP service.")
+    sql: OwnershipSql | None = Field(None, description="Charter queries a database, read-only.")
+    on_error: Literal["deny", "review", "allow"] = Field(
+        "deny",
+        description="When an http or sql lookup fails (timeout, 5xx, database down): deny "
+        "(fail closed), review (a person decides) or allow (fail open). The reason is reported.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Ownership:
+        given = [name for name in ("context", "http", "sql") if getattr(self, name) is not None]
+        if len(given) != 1:
+            said = f"got {' and '.join(given)}" if given else "got none"
+            raise ValueError(
+                f"ownership needs exactly one of context, http or sql ({said}): "
+                "`context: customer_orders` reads a list the caller supplies; "
+                "`http: {url: 'https://crm.internal/customers/{subject}/orders/{resource}'}` or "
+                "`sql: {dsn_env: ORDERS_DB, query: 'SELECT 1 FROM orders WHERE customer_id = "
+                ":subject AND id = :resource'}` make Charter look it up itself"
+            )
+        if self.context is not None and "on_error" in self.model_fields_set:
+            raise ValueError(
+                "on_error applies to http and sql lookups; a missing context always denies"
+            )
+        return self
+
+    @property
+    def lookup(self) -> OwnershipHttp | OwnershipSql | None:
+        """The lookup Charter runs itself (None when the caller supplies the context)."""
+        return self.http or self.sql
 
 
 class SequenceRule(Strict):
@@ -352,7 +513,7 @@ class ActionWebhook(Strict):
 
     url: str = Field(pattern=r"^https?://", description="Where to POST the action (JSON).")
     secret_env: str = Field(
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        pattern=ENV_NAME_PATTERN,
         description="The environment variable holding the key that signs each call "
         "(HMAC-SHA256, header X-Charter-Signature).",
     )

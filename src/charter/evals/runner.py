@@ -29,6 +29,7 @@ from charter.errors import InvalidRequest
 from charter.evals.assertions import check
 from charter.evals.grading import Grader
 from charter.evals.suite import Case, Category, Expected, Suite
+from charter.ownership import OwnershipResolver
 from charter.policy.context import RequestContext, ToolCall
 from charter.policy.engine import Engine
 from charter.policy.runtime import Runtime, SpendLedger
@@ -335,8 +336,13 @@ class PolicyRunner:
             charter, Runtime(counters=ScopedCounters(MemoryCounters()), ledger=ScopedLedger())
         )
         self.guarding = Guarding(self.engine)
+        # Tool calls get their ownership lookups run as in the gateway (the engine never asks).
+        self.ownership = OwnershipResolver(charter)
         self.enforced = enforced_decisions(charter)
         self.run_id = "run_" + secrets.token_hex(6)
+
+    async def aclose(self) -> None:
+        await self.ownership.aclose()
 
     async def run_case(self, case: Case) -> CaseResult:
         token = _SCOPE.set(_scope_for(case, self.run_id))
@@ -410,9 +416,10 @@ class PolicyRunner:
             return verdicts, None
         if case.tool_call is not None:
             call = ToolCall(case.tool_call.name, MappingProxyType(dict(case.tool_call.arguments)))
-            verdicts += self.engine.evaluate(
+            ctx = await self.ownership.with_answers(
                 replace(base, stage=Stage.TOOL_CALL, tool_call=call)
-            ).verdicts
+            )
+            verdicts += self.engine.evaluate(ctx).verdicts
         if case.output is not None:
             self.guarding.check_output(case.output, inbound, base, verdicts)
         return verdicts, None
@@ -604,13 +611,21 @@ async def run_policy(
     cases: Sequence[Case] | None = None,
     progress: Progress | None = None,
 ) -> Run:
-    """Run ``suite`` against the policy engine alone: no model, no database, no network."""
+    """Run ``suite`` against the policy engine alone: no model and no database of Charter's.
+
+    The one outside call is what the charter itself configures: ownership lookups
+    (``ownership.http`` / ``ownership.sql``) of tool-call cases ask their source, as in the
+    gateway; an unreachable source is decided by the policy's ``on_error``.
+    """
     suite.check_against(charter)
     runner = PolicyRunner(charter, suite)
     chosen = [c for c in (cases or suite.cases) if "policy" in c.modes]
     started_at, clock = _started(), time.perf_counter()
     # The engine is CPU-bound and in-process: cases run one after another.
-    results = await _gather(chosen, runner.run_case, 1, progress)
+    try:
+        results = await _gather(chosen, runner.run_case, 1, progress)
+    finally:
+        await runner.aclose()
     return Run(
         run_id=runner.run_id,
         suite=suite.name,

@@ -11,6 +11,7 @@ from typing import Any
 from charter.policy.verdict import Stage
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_NO_ANSWERS: Mapping[str, OwnershipAnswer] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +24,44 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnershipAnswer:
+    """What an ownership lookup said about one subject and one resource.
+
+    ``owned`` is None when the lookup failed (timeout, 5xx, database down, a misconfigured
+    query); ``detail`` says what was seen, ``source`` what was asked (never a secret).
+    """
+
+    subject: str
+    resource: str
+    owned: bool | None
+    source: str
+    detail: str
+    cached: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.owned is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "resource": self.resource,
+            "owned": self.owned,
+            "source": self.source,
+            "detail": self.detail,
+            "cached": self.cached,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RequestContext:
     """Everything a control may look at, and nothing it may not.
 
     ``principals`` is the calling principal followed by the teams and apps it belongs to, so a rule
     written for a team covers its apps and users. ``attributes`` is context the caller supplies
-    (e.g. the orders a customer owns) that ownership checks read.
+    (e.g. the orders a customer owns) that ``context`` ownership checks read. ``ownership`` holds
+    the answers of the ownership lookups Charter ran itself (``charter.ownership``), keyed by
+    control id; the engine never runs a lookup, and denies a call whose lookup is missing.
     """
 
     stage: Stage
@@ -42,6 +75,7 @@ class RequestContext:
     conversation_id: str | None = None
     history: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    ownership: Mapping[str, OwnershipAnswer] = field(default_factory=lambda: _NO_ANSWERS)
     max_cost_micro_usd: int = 0  # worst-case cost of the request, reserved against budgets
     max_tokens: int = 0  # worst-case tokens (input upper bound + max output), for token rates
     now: float = field(default_factory=time.time)

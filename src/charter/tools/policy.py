@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,7 +94,16 @@ class ToolPolicyHandler:
         if call is None or call.name != self.tool:
             return None
         results = self.check(call, ctx)
-        return self.verdict(results)
+        verdict = self.verdict(results)
+        answer = ctx.ownership.get(self.control.id)
+        if answer is None:
+            return verdict
+        note = self.ownership_note(ctx) if verdict.action is Action.ALLOW else None
+        return replace(
+            verdict,
+            reason=f"{verdict.reason}; {note}" if note else verdict.reason,
+            evidence={**verdict.evidence, "ownership": answer.to_dict()},
+        )
 
     def verdict(self, results: Sequence[RuleResult]) -> Verdict:
         """The verdict that ``results`` add up to: any deny denies, else any review reviews."""
@@ -223,6 +232,8 @@ class ToolPolicyHandler:
         value = args.get(owned.argument)
         if value is None:
             return [_deny("ownership", f"{self.tool}: no `{owned.argument}` to check ownership of")]
+        if owned.context is None:
+            return self._check_looked_up(owned.argument, value, ctx)
         listing = ctx.attributes.get(owned.context)
         if listing is None:
             return [
@@ -254,6 +265,77 @@ class ToolPolicyHandler:
                 )
             ]
         return []
+
+    def _check_looked_up(self, argument: str, value: Any, ctx: RequestContext) -> list[RuleResult]:
+        """Decide on the answer of the lookup the service layer ran for this control."""
+        resource = resource_text(value)
+        if resource is None:
+            return [
+                _deny(
+                    "ownership",
+                    f"{self.tool}: `{argument}` must be a string or a number to look up its "
+                    f"owner, got {type(value).__name__}",
+                )
+            ]
+        if not ctx.subject:
+            return [
+                _deny(
+                    "ownership",
+                    f"{self.tool}: ownership of {argument} {resource} is looked up per subject, "
+                    "but no subject was given (say on whose behalf the call is made)",
+                )
+            ]
+        answer = ctx.ownership.get(self.control.id)
+        if answer is None:
+            return [
+                _deny(
+                    "ownership",
+                    f"{self.tool}: the ownership lookup of {argument} {resource} was not run "
+                    "(fail closed); whoever evaluates this policy must resolve it first "
+                    "(charter.ownership.OwnershipResolver)",
+                )
+            ]
+        if answer.subject != ctx.subject or answer.resource != resource:
+            return [
+                _deny(
+                    "ownership",
+                    f"{self.tool}: the ownership answer is about subject {answer.subject} and "
+                    f"{answer.resource}, not subject {ctx.subject} and {argument} {resource} "
+                    "(fail closed)",
+                )
+            ]
+        if answer.owned:
+            return []
+        if answer.owned is False:
+            return [
+                _deny(
+                    "ownership",
+                    f"{self.tool}: {argument} {resource} is not owned by subject {ctx.subject} "
+                    f"({answer.source}: {answer.detail})",
+                )
+            ]
+        on_error = self._ownership_on_error
+        why = f"{self.tool}: the ownership lookup of {argument} {resource} failed ({answer.detail})"
+        if on_error == "deny":
+            return [_deny("ownership", f"{why}; on_error: deny")]
+        if on_error == "review":
+            return [RuleResult("ownership", Verdict3.REVIEW, f"{why}; on_error: review")]
+        return []  # on_error: allow; ownership_note() says so in the verdict
+
+    def ownership_note(self, ctx: RequestContext) -> str | None:
+        """Why a call was allowed although its ownership lookup failed (``on_error: allow``)."""
+        answer = ctx.ownership.get(self.control.id)
+        if answer is None or not answer.failed or self._ownership_on_error != "allow":
+            return None
+        return (
+            f"the ownership lookup of {answer.resource} failed ({answer.detail}); "
+            "allowed by on_error: allow [rule ownership]"
+        )
+
+    @property
+    def _ownership_on_error(self) -> str:
+        owned = self.settings.ownership
+        return owned.on_error if owned is not None else "deny"
 
     def _check_sequences(self, args: Mapping[str, Any], ctx: RequestContext) -> list[RuleResult]:
         out = []
@@ -340,6 +422,21 @@ _VERDICT_NAME = {Action.ALLOW: "allow", Action.BLOCK: "deny", Action.ESCALATE: "
 
 def _deny(rule: str, reason: str) -> RuleResult:
     return RuleResult(rule, Verdict3.DENY, reason)
+
+
+def resource_text(value: Any) -> str | None:
+    """An argument as the resource id an ownership lookup asks about (None if it cannot be one).
+
+    Text, as the context check compares: 4821 and "4821" are the same order.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
 
 
 def _has_type(value: Any, kind: str) -> bool:
