@@ -153,7 +153,7 @@ async def test_failures_are_not_cached_and_the_cache_is_bounded(
 
 
 async def test_concurrency_is_limited(ownership_service: OwnershipService) -> None:
-    ownership_service.delay_s = 0.1
+    ownership_service.delay_s = 0.3
     charter = charter_with(http(ownership_service, ", max_concurrency: 2, cache_ttl_s: 0"))
     resolver = OwnershipResolver(charter, env={})
     try:
@@ -168,8 +168,9 @@ async def test_concurrency_is_limited(ownership_service: OwnershipService) -> No
 async def test_waiting_too_long_for_a_slot_fails_the_lookup(
     ownership_service: OwnershipService,
 ) -> None:
-    ownership_service.delay_s = 0.4
-    setting = http(ownership_service, ", max_concurrency: 1, cache_ttl_s: 0, timeout_s: 0.6")
+    # The 1st answers at 1.0 s, the 2nd waits 1.0 s for the slot, the 3rd would wait 2.0 s.
+    ownership_service.delay_s = 1.0
+    setting = http(ownership_service, ", max_concurrency: 1, cache_ttl_s: 0, timeout_s: 1.5")
     resolver = OwnershipResolver(charter_with(setting), env={})
     try:
         answers = await asyncio.gather(*(resolver.resolve(call(str(i))) for i in range(3)))
