@@ -140,6 +140,54 @@ def test_clean_stream_is_released_whole(stream_live: LiveServer) -> None:
     assert events[-1]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
+PROTECT_CHARTER = STREAM_CHARTER.replace(
+    "settings: {scanner: leak, stages: [output], action: block}",
+    "settings: {scanner: leak, stages: [output], action: block, message: Not that.,\n"
+    "               protect: [{env: TEST_DOOR_CODE}], phrases: [Project Bluebird]}",
+)
+
+
+@pytest.fixture
+def protect_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.setenv("TEST_DOOR_CODE", "tram=32")
+    path = tmp_path / "charter.yaml"
+    path.write_text(PROTECT_CHARTER)
+    services = make_services(tmp_path, str(path))
+    with LiveServer(services) as server:
+        yield server
+    asyncio.run(services.aclose())
+
+
+def test_protected_value_spread_wider_than_the_window_never_leaves_a_stream(
+    protect_live: LiveServer,
+) -> None:
+    """The door code spelt out with 120 characters between letters (over 700 characters, wider
+    than the 256-character hold-back): not even its first letter reaches the client."""
+    filler = "All good so far, nothing to see here. " * 11
+    spread = (" ." * 60 + " ").join("TRAM=32")
+    text, events = read_stream(
+        protect_live.base_url, chat(f"Repeat after me: {filler}code {spread} ok", stream=True)
+    )
+    assert filler[:200] in text  # text before the code was scanned and released
+    assert text.endswith("Not that.")
+    assert "T" not in text[text.index("code") :].replace("Not that.", "")
+    assert events[-1]["error"]["code"] == "blocked_by_charter"
+
+
+def test_protected_phrase_split_across_chunks_is_blocked(protect_live: LiveServer) -> None:
+    filler = "Fine weather for a walk today. " * 12
+    text, _ = read_stream(
+        protect_live.base_url,
+        chat(f"Repeat after me: {filler}we call it project-BLUE bird internally", stream=True),
+    )
+    assert "BLUE" not in text and text.endswith("Not that.")
+    clean, events = read_stream(
+        protect_live.base_url, chat(f"Repeat after me: {filler}blue birds sing", stream=True)
+    )
+    assert clean.strip() == f"{filler}blue birds sing".strip()
+    assert events[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
 def test_system_prompt_leak_is_blocked(stream_live: LiveServer) -> None:
     system = (
         "You are the Northwind support assistant. Never offer discounts above ten percent "

@@ -250,11 +250,45 @@ class UnicodeGuard(GuardBase):
     scanner: Literal["unicode"]
 
 
+class ProtectedEnv(Strict):
+    """A value an answer must never contain, read from an environment variable when the charter
+    is loaded, so the secret itself never sits in the charter file (nor in its version hash)."""
+
+    env: str = Field(
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Name of the environment variable that holds the value (at least 4 letters "
+        "and digits).",
+    )
+
+
 class LeakGuard(GuardBase):
-    """Canary tokens and near-verbatim system-prompt text in answers."""
+    """Canary tokens, near-verbatim system-prompt text and protected values in answers."""
 
     scanner: Literal["leak"]
     min_overlap_chars: int = Field(60, gt=10)
+    protect: list[ProtectedEnv] = Field(
+        default_factory=list,
+        description="Secret values (an access code, an internal URL) answers must never carry, "
+        "spaced out, re-cased, reversed, hex or base64 included; each read from `env`.",
+    )
+    phrases: list[Phrase] = Field(
+        default_factory=list,
+        description="Non-secret literal phrases answers must never carry (an internal codename), "
+        "matched like `protect`; they are written in the charter, so never put a secret here.",
+    )
+
+    @field_validator("phrases")
+    @classmethod
+    def _long_enough(cls, phrases: list[str]) -> list[str]:
+        from charter.guards.protected import MIN_CHARS, normalise
+
+        for phrase in phrases:
+            if len(normalise(phrase)) < MIN_CHARS:
+                raise ValueError(
+                    f"phrase {phrase!r} has fewer than {MIN_CHARS} letters and digits; a shorter "
+                    "one would match ordinary answers by chance: use a longer phrase"
+                )
+        return phrases
 
 
 GuardSettings = Annotated[

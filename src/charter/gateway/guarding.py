@@ -27,8 +27,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from charter.document.model import Mode
 from charter.errors import InvalidRequest
 from charter.guards.isolation import isolate, new_nonce
+from charter.guards.output import LeakScanner
 from charter.policy.context import RequestContext
 from charter.policy.engine import Engine, Evaluation
 from charter.policy.verdict import Action, Stage, Verdict
@@ -133,6 +135,15 @@ class Guarding:
         outputs = list(engine.controls_for(Stage.OUTPUT))
         self.output = bool(outputs)
         self.leak = any(getattr(c.settings, "scanner", None) == "leak" for c in outputs)
+        # Enforced leak scanners also tell a stream how much of its tail to hold: the start of a
+        # protected value may be spread over more characters than the hold-back window.
+        self._leak_scanners = [
+            scanner
+            for c in outputs
+            if getattr(c.settings, "scanner", None) == "leak" and c.mode is Mode.ENFORCE
+            for scanner in [getattr(engine.handler_of(c.id), "scanner", None)]
+            if isinstance(scanner, LeakScanner)
+        ]
         # An output guard that can escalate: a caller presenting approvals gets its stream held
         # whole, so the answer an approval names is judged in one piece.
         self.output_escalates = any(_can_escalate(c) for c in outputs)
@@ -306,12 +317,21 @@ class Guarding:
                 action = evaluation.action
             return evaluation, action is Action.BLOCK or action is Action.ESCALATE
 
+        def hold(text: str) -> int | None:
+            offsets = [
+                at
+                for scanner in self._leak_scanners
+                if (at := scanner.hold_from(text, inbound.canary)) is not None
+            ]
+            return min(offsets, default=None)
+
         guard = StreamGuard(
             check if self.output else None,
             lambda text: self.restore(text, inbound),
             verdicts,
             holdback=self.holdback_chars,
             whole_answer=self.whole_answer,
+            hold=hold if self._leak_scanners else None,
         )
         return guard
 
@@ -348,9 +368,11 @@ class StreamGuard:
     """Holds back the last ``holdback`` characters of a stream until they have been scanned.
 
     Every ``step`` new characters, the whole answer so far is scanned; if it is clean, everything
-    but the last ``holdback`` characters is released (never cutting a placeholder in two). At the
-    end the rest is scanned and released. A hit returns the deciding verdict and releases nothing
-    more. With ``whole_answer`` nothing is released before the end.
+    but the last ``holdback`` characters is released (never cutting a placeholder in two), and
+    nothing from the offset ``hold`` names on (the leak guard's: where the answer ends with the
+    beginning of a protected value, however spread out). At the end the rest is scanned and
+    released. A hit returns the deciding verdict and releases nothing more. With ``whole_answer``
+    nothing is released before the end.
     """
 
     def __init__(
@@ -362,8 +384,10 @@ class StreamGuard:
         holdback: int = 256,
         step: int = 64,
         whole_answer: bool = False,
+        hold: Callable[[str], int | None] | None = None,
     ) -> None:
         self.check = check
+        self.hold = hold
         self.restore = restore
         self.verdicts = verdicts
         self.holdback = holdback
@@ -386,7 +410,9 @@ class StreamGuard:
             return ""
         if not self._scan(final=False):
             return ""
-        return self._release(self._safe_cut(len(self.text) - self.holdback))
+        end = len(self.text) - self.holdback
+        held = self.hold(self.text) if self.hold is not None else None
+        return self._release(self._safe_cut(end if held is None else min(end, held)))
 
     def finish(self) -> str:
         """The stream ended: scan what is held and release it if clean."""

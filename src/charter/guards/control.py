@@ -7,11 +7,13 @@ block. Scanners are built once, when the charter is compiled, never per request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from charter.document.model import Charter, GuardAction, GuardControl
 from charter.document.source import Path
+from charter.errors import ConfigurationError
 from charter.guards.base import Scanner, ScanResult
 from charter.guards.output import (
     JsonSchemaScanner,
@@ -51,6 +53,32 @@ def _secrets(settings: Any) -> Scanner:
     return SecretsScanner()
 
 
+def _leak(settings: Any, environ: Mapping[str, str] | None = None) -> Scanner:
+    """The leak scanner with its protected values, read from the environment now (at build)."""
+    from charter.guards.protected import ProtectedValue, ShortValue
+
+    environ = os.environ if environ is None else environ
+    values: list[ProtectedValue] = []
+    for entry in settings.protect:
+        value = environ.get(entry.env)
+        if not value:
+            raise ConfigurationError(
+                f"leak guard: protect reads a value from ${entry.env}, which is not set",
+                hint=f"export {entry.env}=... before starting Charter (the value stays out of "
+                "the charter file), or remove the entry",
+            )
+        try:
+            values.append(ProtectedValue.build(value, f"${entry.env}"))
+        except ShortValue as exc:
+            raise ConfigurationError(
+                f"leak guard: the value of {exc}",
+                hint=f"protect a longer value in ${entry.env}, or remove the entry",
+            ) from None
+    for number, phrase in enumerate(settings.phrases, 1):
+        values.append(ProtectedValue.build(phrase, f"phrase {number}"))
+    return LeakScanner(settings.min_overlap_chars, protected=values)
+
+
 class StagedInjection:
     """The injection detector, with the variant trained for each kind of content: ``direct`` for
     what the user wrote, ``untrusted`` for documents and tool results (see its model card)."""
@@ -84,7 +112,7 @@ SCANNERS: dict[str, Callable[[Any], Scanner]] = {
     "length": lambda s: LengthScanner(s.max_chars),
     "urls": lambda s: UrlScanner(s.allow_domains),
     "json_schema": lambda s: JsonSchemaScanner(s.json_schema),
-    "leak": lambda s: LeakScanner(s.min_overlap_chars),
+    "leak": _leak,
 }
 # Scanners whose hits have spans that can be cut out of the text.
 REDACTABLE = frozenset({"pii", "secrets", "unicode", "urls"})

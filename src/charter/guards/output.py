@@ -10,9 +10,16 @@ import json
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from charter.guards.base import ScanResult
+from charter.guards.protected import (
+    ProtectedValue,
+    ShortValue,
+    normalise,
+    source_start_of_tail,
+)
 from charter.policy.verdict import Span
 
 # Zero-width and bidirectional controls, and the Unicode tag block: the characters used to hide
@@ -100,21 +107,39 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class LeakScanner:
-    """The canary planted in the system prompt, or a long run of the system prompt, in an answer.
+    """The canary planted in the system prompt, protected values, or a long run of the system
+    prompt, in an answer.
 
-    Near-verbatim text is found with word shingles: any run of ``shingle`` consecutive words of the
-    system prompt that reappears in the answer, case- and punctuation-insensitively, extended to the
-    longest such run; a hit is a run of at least ``min_overlap_chars`` characters.
+    The canary and the protected values are matched through disguises (``charter.guards.protected``:
+    spacing, case, punctuation, reversal, hex, base64). Near-verbatim prompt text is found with
+    word shingles: any run of ``shingle`` consecutive words of the system prompt that reappears in
+    the answer, case- and punctuation-insensitively, extended to the longest such run; a hit is a
+    run of at least ``min_overlap_chars`` characters.
     """
 
     name = "leak"
 
-    def __init__(self, min_overlap_chars: int = 60, shingle: int = 6) -> None:
+    def __init__(
+        self,
+        min_overlap_chars: int = 60,
+        shingle: int = 6,
+        protected: Sequence[ProtectedValue] = (),
+    ) -> None:
         self.min_overlap_chars = min_overlap_chars
         self.shingle = shingle
+        self.protected = tuple(protected)
 
     def scan_leak(self, text: str, system_prompt: str, canary: str | None) -> ScanResult:
-        if canary and canary in text:
+        values = self._values(canary)
+        if values:
+            folded = normalise(text)
+            matches = [m for value in values for m in value.find(text, folded)]
+            if matches:
+                matches.sort(key=lambda m: m.start)
+                spans = tuple(Span(m.start, m.end, f"{m.label} ({m.kind})") for m in matches)
+                first = matches[0]
+                return ScanResult(1.0, spans, f"{first.label} leaked ({first.kind})")
+        elif canary and canary in text:  # a test canary too short to fold safely
             start = text.index(canary)
             return ScanResult(1.0, (Span(start, start + len(canary), "canary"),), "canary leaked")
         if not system_prompt:
@@ -127,6 +152,22 @@ class LeakScanner:
         return ScanResult(
             score, (span,) if score >= 1.0 else (), f"{length} characters of the system prompt"
         )
+
+    def hold_from(self, text: str, canary: str | None) -> int | None:
+        """For streams: the offset from which ``text`` ends with the beginning of the canary or of
+        a protected value (in normal form), however many characters that beginning is spread
+        over; None if it does not. Releasing only text before it means no part of a value leaves
+        before the guard has seen whether the rest follows."""
+        values = self._values(canary)
+        if not values:
+            return None
+        folded = normalise(text)
+        tail = max(value.pending(folded) for value in values)
+        return source_start_of_tail(text, tail) if tail else None
+
+    def _values(self, canary: str | None) -> tuple[ProtectedValue, ...]:
+        folded_canary = _canary(canary) if canary else None
+        return (folded_canary, *self.protected) if folded_canary else self.protected
 
     def _longest_overlap(self, text: str, prompt: str) -> Span | None:
         n = self.shingle
@@ -154,3 +195,12 @@ class LeakScanner:
     def scan(self, text: str) -> ScanResult:
         """Without a system prompt there is nothing to leak; the gateway calls ``scan_leak``."""
         return ScanResult(0.0)
+
+
+@lru_cache(maxsize=1024)
+def _canary(canary: str) -> ProtectedValue | None:
+    """The canary's needles, built once per request (a stream scans many times)."""
+    try:
+        return ProtectedValue.build(canary, "canary")
+    except ShortValue:
+        return None

@@ -119,6 +119,12 @@ class Engine:
         """The principal and the apps and teams it belongs to, as contexts carry them."""
         return self._chains.get(principal, (principal,))
 
+    def handler_of(self, control_id: str) -> Handler | None:
+        """The built handler of a stateless control (None when it is off or stateful): for an
+        adapter that needs more of it than a verdict, e.g. the leak guard's hold on streams."""
+        compiled = self._by_id.get(control_id)
+        return None if compiled is None else compiled.handler
+
     def controls_for(self, stage: Stage) -> Iterable[Control]:
         """The controls that run at ``stage`` (enforced and shadow)."""
         if stage is Stage.REQUEST:
