@@ -10,7 +10,7 @@ from typing import Any
 
 from pyspy import shares_markdown
 
-GATEWAYS = ("floor", "charter", "charter-commit", "litellm")
+GATEWAYS = ("nginx", "floor", "charter", "charter-commit", "litellm")
 _METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_request")
 
 

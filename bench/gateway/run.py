@@ -47,13 +47,17 @@ from servers import (
     start_floor,
     start_litellm,
     start_mock,
+    start_nginx,
 )
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-TARGETS = ("direct", "floor", "charter", "charter-commit", "litellm")
-"""direct: the mock upstream alone; floor: a pass-through proxy on Charter's stack (uvicorn,
-Starlette, aiohttp) that does nothing else; charter: `charter serve` with audit durability
-`flush` (the default); charter-commit: the same with `durability: commit`; litellm: its proxy."""
+TARGETS = ("direct", "nginx", "floor", "charter", "charter-commit", "litellm")
+DEFAULT_TARGETS = ("direct", "floor", "charter", "charter-commit", "litellm")
+"""direct: the mock upstream alone; nginx: nginx relaying to it (one process, a keep-alive
+pool; not in the default set, it needs nginx installed), what a proxy hop written in C costs here;
+floor: a pass-through proxy on Charter's stack (uvicorn, Starlette, aiohttp) that does nothing else;
+charter: `charter serve` with audit durability `flush` (the default); charter-commit: the same with
+`durability: commit`; litellm: its proxy."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="streamed runs too (auto: yes, except with --quick)",
     )
     parser.add_argument(
-        "--targets", default=",".join(TARGETS), help="a comma-separated subset of the default"
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"a comma-separated list from: {', '.join(TARGETS)}",
     )
     parser.add_argument(
         "--pin",
@@ -229,6 +235,11 @@ def servers(
             floor = start_floor(workdir, mock, pin.gateway)
             stack.callback(floor.stop)
             targets["floor"] = Target("floor", floor, UPSTREAM_MODEL, None)
+        if "nginx" in wanted:
+            progress("starting nginx as a reverse proxy")
+            nginx = start_nginx(workdir, mock, pin.gateway)
+            stack.callback(nginx.stop)
+            targets["nginx"] = Target("nginx", nginx, UPSTREAM_MODEL, None)
         for name, durability in (("charter", "flush"), ("charter-commit", "commit")):
             if name not in wanted:
                 continue

@@ -319,6 +319,55 @@ def start_charter(
     return start(name, pinned(cmd, cpus), base + "/v1", base + "/healthz", workdir, env=env)
 
 
+NGINX_INSTALL = "apt-get install nginx-light (Debian) or your system's nginx package"
+
+
+def nginx_conf(upstream_base_url: str, port: int, workdir: Path) -> str:
+    """One nginx process relaying to the mock over a keep-alive pool: a proxy hop written in C."""
+    parts = urlsplit(upstream_base_url)
+    return f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "nginx-error.log"} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir / "nginx-body"};
+    proxy_temp_path {workdir / "nginx-proxy"};
+    fastcgi_temp_path {workdir / "nginx-fastcgi"};
+    uwsgi_temp_path {workdir / "nginx-uwsgi"};
+    scgi_temp_path {workdir / "nginx-scgi"};
+    upstream mock {{ server {parts.hostname}:{parts.port}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(workdir: Path, upstream: Server, cpus: str | None) -> Server:
+    """nginx as a reverse proxy to the mock: what any proxy hop costs on this machine."""
+    executable = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if executable is None:
+        raise BenchError(f"the nginx target needs nginx; install it with: {NGINX_INSTALL}")
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(nginx_conf(upstream.base_url, port, workdir))
+    cmd = [executable, "-c", str(conf), "-p", str(workdir)]
+    base = f"http://127.0.0.1:{port}"
+    return start("nginx", pinned(cmd, cpus), base + "/v1", base + "/health", workdir)
+
+
 def start_floor(workdir: Path, upstream: Server, cpus: str | None) -> Server:
     """The pass-through proxy of ``floor_proxy.py``: what the stack costs before any control."""
     port = free_port()
