@@ -14,12 +14,19 @@ from collections.abc import Iterator
 import pytest
 
 from charter.audit.checkpoint import SigningKey
-from charter.audit.log import AuditKeys, AuditLog, Draft, stored_checkpoints, stored_log
+from charter.audit.log import (
+    RETENTION_LOCK,
+    AuditKeys,
+    AuditLog,
+    Draft,
+    stored_checkpoints,
+    stored_log,
+)
 from charter.audit.records import RecordKind, parse_leaf
 from charter.audit.retention import RetentionStatement, sign_retention
 from charter.audit.verify import FailureKind, PrunedLeaf, VerificationReport, verify_log
 from charter.errors import Conflict, InvalidRequest
-from charter.storage import Store
+from charter.storage import Store, open_store
 from tests.audit._db import sql
 
 OLD = 20  # records older than the cutoff
@@ -126,6 +133,27 @@ def test_retention_refuses_to_prune_a_log_that_does_not_verify(
     with pytest.raises(Conflict, match="does not verify"):
         log.retain(cutoff)
     assert not any(leaf.pruned for leaf in log.store.audit_leaves(0, OLD + NEW))
+
+
+def test_retention_waits_its_turn_while_another_replica_applies_it(
+    log: AuditLog, store_url: str
+) -> None:
+    """Replicas share one database: the one holding the retention lock does the work; another
+    is told so, and neither verifies the log twice nor appends a second retention record."""
+    cutoff = fill(log)
+    replica = open_store(store_url)
+    try:
+        with replica.exclusive(RETENTION_LOCK) as held:
+            assert held
+            with pytest.raises(Conflict, match="another process") as refused:
+                log.retain(cutoff)
+            assert refused.value.details["code"] == "retention_busy"
+            assert log.store.audit_size() == OLD + NEW  # no retention record
+            assert not any(leaf.pruned for leaf in log.store.audit_leaves(0, OLD + NEW))
+    finally:
+        replica.close()
+    result = log.retain(cutoff)  # the lock is free again
+    assert result is not None and result.pruned_before == OLD
 
 
 def test_naive_cutoff_is_refused(log: AuditLog) -> None:

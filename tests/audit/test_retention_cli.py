@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner, Result
 from charter.audit.checkpoint import SigningKey
 from charter.audit.control import apply_retention, gaps, retention_period, run_retention
 from charter.audit.log import (
+    RETENTION_LOCK,
     AuditKeys,
     AuditLog,
     Draft,
@@ -168,6 +170,50 @@ def test_the_longest_enforced_retention_wins() -> None:
         "kind: audit, mode: shadow, serves: [kept], settings: {retention: 30d}",
     )
     assert retention_period(load_charter_text(shadowed).require()) == "2w"
+
+
+def test_the_gateway_loop_skips_a_run_another_replica_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica that finds the retention lock taken skips that run and keeps its loop going."""
+    url = f"sqlite:///{tmp_path}/c.db"
+    store = open_store(url)
+    store.migrate()
+    log = AuditLog(store, AuditKeys(SigningKey.generate(), b"k" * 32))
+    for i in range(4):
+        log.append_sync(Draft(kind=RecordKind.VERDICT, request_id=f"req-{i}"))
+    charter = load_charter_text(CHARTER.replace("30d", "1s").replace("2w", "1s")).require()
+    time.sleep(1.1)
+    replica = open_store(url)
+
+    async def loop() -> None:
+        task = asyncio.create_task(run_retention(log, charter, every_s=0.05))
+        try:
+            with replica.exclusive(RETENTION_LOCK) as held:
+                assert held
+                await asyncio.sleep(0.3)  # several runs, each finding the lock taken
+                assert not task.done()
+                assert not store.audit_leaves(0, 1)[0].pruned
+            for _ in range(100):  # released: the next run does the work
+                await asyncio.sleep(0.05)
+                if store.audit_leaves(0, 1)[0].pruned:
+                    return
+            pytest.fail("the retention loop did not resume after the lock was released")
+        finally:
+            task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="charter.audit.control"):
+        asyncio.run(loop())
+    assert "skipped: another process" in caplog.text
+    kinds = [
+        parse_leaf(leaf.record_json.encode()).kind
+        for leaf in store.audit_leaves(0, store.audit_size())
+        if leaf.record_json is not None
+    ]
+    assert kinds.count(RecordKind.RETENTION) == 1
+    replica.close()
+    log.close()
+    store.close()
 
 
 def test_the_gateway_loop_applies_the_charter_retention(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from charter.audit.checkpoint import PublicKeys
 from charter.audit.log import AuditLog, RetentionResult
 from charter.document.model import AuditControl, Charter, Mode, duration_seconds
 from charter.document.source import Path
-from charter.errors import CharterError
+from charter.errors import CharterError, Conflict
 from charter.policy.registry import register
 from charter.policy.runtime import Runtime
 from charter.policy.verdict import Stage
@@ -86,7 +86,8 @@ async def run_retention(
     """Apply the charter's retention now and then every ``every_s`` seconds, until cancelled.
 
     Meant for the gateway's lifespan (next to the approval sweeper). A failed run is logged and
-    retried at the next interval; requests are never affected.
+    retried at the next interval; requests are never affected. Replicas sharing a database take
+    turns: a run that finds another holding the retention lock is skipped.
     """
     retention = retention_period(charter)
     if retention is None:
@@ -96,6 +97,11 @@ async def run_retention(
             result = await asyncio.to_thread(
                 apply_retention, audit, retention, public_keys=public_keys
             )
+        except Conflict as exc:
+            if exc.details.get("code") != "retention_busy":
+                raise
+            # Another replica holds the retention lock: it is doing this run's work.
+            log.info("audit retention (%s) skipped: %s", retention, exc.message)
         except CharterError as exc:
             log.warning("audit retention (%s) did not run: %s", retention, exc)
         else:

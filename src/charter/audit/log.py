@@ -216,6 +216,11 @@ def _settle(batch: Sequence[_Pending], outcomes: Sequence[int | BaseException | 
             loop.call_soon_threadsafe(_settle_waiters, items)
 
 
+RETENTION_LOCK = "charter-audit-retention"
+"""The store-wide lock that lets one process at a time apply retention: with several replicas on
+one database, each would otherwise verify the whole log and append its own retention record."""
+
+
 class AuditLog:
     """Appends records with group commit and signs checkpoints."""
 
@@ -435,7 +440,14 @@ class AuditLog:
         """
         if cutoff.tzinfo is None:
             raise InvalidRequest("the retention cutoff must be timezone-aware (UTC)")
-        with self._retain_lock:
+        with self._retain_lock, self.store.exclusive(RETENTION_LOCK) as mine:
+            if not mine:
+                raise Conflict(
+                    "another process sharing this audit log is applying retention now",
+                    hint="nothing to do: it summarises the same records; run it again later "
+                    "to see its result",
+                    code="retention_busy",
+                )
             first_body = self._first_body()
             end = self._first_committed_at_or_after(cutoff, first_body)
             if end <= first_body:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -202,6 +203,13 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release every connection. Idempotent."""
+
+    @abstractmethod
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """A lock named ``name`` shared by every process that uses this database, taken only if
+        free: the context yields True while this caller holds it, or False at once when another
+        holder has it (it never waits). For work one replica should do at a time, e.g. audit
+        retention. Released when the block ends, or when the holding process dies."""
 
     def __enter__(self) -> Self:
         return self

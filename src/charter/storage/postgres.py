@@ -59,6 +59,10 @@ _ACTION_COLUMNS = (
 )
 
 
+_LOCK_KEY = "hashtextextended(%s || ':' || current_schema(), 0)"
+"""The advisory-lock key of a named lock in this schema (see ``PostgresStore.exclusive``)."""
+
+
 class PostgresStore(Store):
     """A ``Store`` in a PostgreSQL database, shared by any number of processes."""
 
@@ -172,6 +176,23 @@ class PostgresStore(Store):
             if durable:
                 conn.execute("SET LOCAL synchronous_commit = on")
             yield conn
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session-level advisory lock (``pg_try_advisory_lock``) on one pooled connection,
+        held for the block and released before the connection goes back to the pool; if the
+        holder dies, PostgreSQL releases it with the session. Advisory locks are database-wide,
+        so the key includes the schema: deployments in separate schemas never contend."""
+        with self._conn(f"take the lock {name!r}") as conn:
+            row = conn.execute(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", (name,)).fetchone()
+            conn.commit()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", (name,))
+                    conn.commit()
 
     def _say(self, exc: Exception) -> str:
         """The driver's message on one line, with the password scrubbed out."""

@@ -16,6 +16,8 @@ accepted cost.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
@@ -184,6 +186,33 @@ class SQLiteStore(Store):
             finally:
                 if durable:
                     conn.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """An advisory ``flock`` on a file beside the database (``<db>.lock-<digest>``), so every
+        process on this host that opens the same file shares it; the kernel drops it when the
+        holder exits, however it exits."""
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        path = f"{self._path}.lock-{digest}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot open the lock file {path}: {exc.strerror}",
+                hint="check that the database's directory is writable by this process",
+            ) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         with self._write_lock, self._readers_lock:
