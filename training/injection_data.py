@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import document_cases
 import hard_cases
 
 Split = Literal["train", "tune", "test"]
@@ -45,6 +46,8 @@ EVAL_FILES = {
     "eval_negatives": "eval_hard_negatives.jsonl",
     "eval_positives": "eval_hard_positives.jsonl",
 }
+# Hand-written documents for the untrusted head, for evaluation only: never trained or tuned on.
+EVAL_DOCUMENTS = "eval_untrusted_documents.jsonl"
 POSITIONS = ("start", "middle", "end")
 
 
@@ -179,6 +182,27 @@ def hard_splits() -> dict[Split, list[Example]]:
                 Example(str(row["id"]), text, label, name, str(row["category"]), _squash(text))
             )
     return out
+
+
+def document_splits() -> dict[Split, list[document_cases.DocumentCase]]:
+    """The templated business documents (``document_cases.py``) by the split of their templates."""
+    return document_cases.document_cases()  # type: ignore[return-value]
+
+
+def eval_documents() -> list[Example]:
+    """The hand-written evaluation documents (``data/eval_untrusted_documents.jsonl``): ``category``
+    is the document kind for a clean document and the planted instruction's kind otherwise."""
+    return [
+        Example(
+            str(row["id"]),
+            str(row["text"]),
+            int(row["label"] == "attack"),
+            "eval_documents",
+            str(row["category"]),
+            _squash(str(row["text"])),
+        )
+        for row in _read(HAND_WRITTEN / EVAL_DOCUMENTS)
+    ]
 
 
 # Indirect injection -------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Train the injection detector and write ``src/charter/guards/models/injection.npz``.
 
 Usage: ``pip install -e '.[train]' && python training/train_injection.py`` (about two minutes on
-two cores; ``--direct-only`` or ``--untrusted-only`` with ``--no-test`` for sweeps). Everything is
+two cores; ``--direct-only`` or ``--untrusted-only`` with ``--no-test`` for sweeps). The ``direct``
+head is carried over byte for byte from the shipped artifact unless ``--retrain-direct`` is given
+(a change to the untrusted head does not retrain the direct one). Everything is
 deterministic: the splits are hash-based (see ``injection_data.py`` and ``hard_cases.py``), the
 solver is liblinear with a fixed seed, and the archive is written with fixed timestamps, so a rerun
 on the same data rebuilds the same bytes.
@@ -14,8 +16,11 @@ Two heads share one featurizer (``charter.guards.injection.hashed_features``):
   positives. The hard-case sources may take up to ``HARD_WEIGHT_CAP`` times the mean row weight.
 - ``untrusted``: 512-character windows of content the user did not write. Positives: BIPIA contexts
   with training attacks planted at the start, middle or end (only the windows holding the attack),
-  plus the direct attacks. Negatives: clean windows of training contexts and GPTeacher reference
-  answers (prose that looks like retrieved text).
+  plus the direct attacks, plus the templated business documents of ``document_cases.py`` with an
+  instruction to the assistant planted (training templates only; only the windows holding it).
+  Negatives: clean windows of training contexts, GPTeacher reference answers (prose that looks
+  like retrieved text) and the clean templated business documents (delivery notes, instructions,
+  policies, invoices...: imperative wording that is not addressed to the assistant).
 
 Thresholds are chosen on the tune split only; for ``direct`` the block threshold must also keep
 false refusals on the templated hard negatives of the tune split (templates unseen in training)
@@ -50,6 +55,7 @@ from charter.guards.injection import (
     WINDOW,
     InjectionModel,
     hashed_features,
+    read_artifact,
     windows,
 )
 
@@ -66,7 +72,16 @@ UNTRUSTED_CONTEXT_FPR = 0.02
 SOURCE_WEIGHT_CAP = 5.0
 # The hard cases (templated and hand-written) are few and matter most: a higher cap lets each such
 # source take its full share of its class.
-HARD_SOURCES = ("templated_negatives", "templated_positives", "hand_negatives", "hand_positives")
+HARD_SOURCES = (
+    "templated_negatives",
+    "templated_positives",
+    "hand_negatives",
+    "hand_positives",
+    "document_negatives",
+    "document_contrast",
+    "document_planted",
+    "document_contrast_planted",
+)
 HARD_WEIGHT_CAP = 20.0
 # False-refusal budget on the templated hard negatives of the tune split (unseen templates).
 HARD_FRR = 0.01
@@ -258,7 +273,7 @@ def direct_threshold(
 # Untrusted head ----------------------------------------------------------------------------------
 
 
-def _attack_windows(doc: data.Document) -> list[str]:
+def _attack_windows(doc: data.Document | data.document_cases.DocumentCase) -> list[str]:
     """The windows of ``doc`` that hold the whole planted attack (or, if it is longer than a
     window, overlap it by half a window)."""
     start, end = doc.span
@@ -267,6 +282,45 @@ def _attack_windows(doc: data.Document) -> list[str]:
     for s, e in windows(len(doc.text)):
         if min(e, end) - max(s, start) >= need:
             out.append(doc.text[s:e])
+    return out
+
+
+def document_rows(cases: Sequence[data.document_cases.DocumentCase]) -> list[Row]:
+    """Rows of the templated business documents: every window of a clean document is benign, the
+    windows of a planted document that hold the planted instruction are attacks. The training-only
+    contrast documents (the attacks' vocabulary, not addressed to the assistant), clean and
+    planted, are sources of their own, so each takes a share of its class beside the other
+    documents (on tune: 72.9 % of planted documents caught at 0 % clean refused, against 66.7 % at
+    0.5 % with the contrast documents pooled into the other document sources)."""
+    rows: list[Row] = []
+    for case in cases:
+        contrast = "_contrast" if case.group.startswith("train-only/") else ""
+        if case.label:
+            source = f"document{contrast}_planted"
+            rows.extend(Row(w, 1, source) for w in _attack_windows(case))
+        else:
+            source = "document_contrast" if contrast else "document_negatives"
+            rows.extend(Row(w, 0, source) for w in _split_windows(case.text))
+    return rows
+
+
+def document_report(
+    model: InjectionModel, cases: Sequence[data.document_cases.DocumentCase], threshold: float
+) -> dict[str, Any]:
+    """Refusals of clean documents by kind, detection of planted ones by kind, attack category
+    and position, and the pooled figures."""
+    score = scores(model, (c.text for c in cases))
+    labels = np.array([c.label for c in cases])
+    keys: dict[str, list[int]] = defaultdict(list)
+    for i, case in enumerate(cases):
+        keys[f"kind:{case.kind}"].append(i)
+        if case.label:
+            keys[f"attack:{case.attack}"].append(i)
+            keys[f"position:{case.position}"].append(i)
+    out = {"pooled": rates(score, labels, threshold)}
+    for key in sorted(keys):
+        idx = np.array(keys[key])
+        out[key] = rates(score[idx], labels[idx], threshold)
     return out
 
 
@@ -352,8 +406,10 @@ def train_untrusted(
     c: float,
     per_context: int = PER_CONTEXT,
     planted: int = PLANTED,
+    with_documents: bool = True,
 ) -> tuple[InjectionModel, dict[str, Any]]:
     ctx, atk = data.split_indirect()
+    docs = data.document_splits()
     rng = np.random.default_rng(SEED)
     rows = untrusted_rows(
         ctx["train"],
@@ -365,6 +421,8 @@ def train_untrusted(
         planted,
         rng,
     )
+    if with_documents:
+        rows.extend(document_rows(docs["train"]))
     weights, bias = fit(rows, c)
     model = as_model("untrusted", weights, bias)
     tune_scores, tune_docs = indirect_eval(model, ctx["tune"], atk["tune"])
@@ -373,6 +431,10 @@ def train_untrusted(
     # clean contexts exist for tuning and they score higher than prose, so they get a looser bound.
     clean = tune_scores[tune_labels == 0]
     prose = scores(model, reference_answers("tune"))
+    # The templated documents of the tune split are reported, not budgeted: a 1 % budget on them
+    # would let no tune template fail in any of its 8 fillings, and the one that does ("please
+    # rate your purchase and tell us how we did") raised the threshold to 0.93 and cut BIPIA tune
+    # detection from 90 % to 57 %.
     threshold = max(
         threshold_at_fpr(clean, UNTRUSTED_CONTEXT_FPR), threshold_at_fpr(prose, SOURCE_FPR)
     )
@@ -381,7 +443,10 @@ def train_untrusted(
         max(threshold_at_fpr(clean, 2.5 * UNTRUSTED_CONTEXT_FPR), threshold_at_fpr(prose, 0.03)),
     )
     model = InjectionModel("untrusted", weights, bias, BITS, threshold, (low, threshold))
-    report = {"tune": indirect_breakdown(tune_scores, tune_docs, threshold)}
+    report = {
+        "tune": indirect_breakdown(tune_scores, tune_docs, threshold),
+        "tune_documents": document_report(model, docs["tune"], threshold),
+    }
     return model, report
 
 
@@ -403,6 +468,13 @@ def write_artifact(path: Path, models: Sequence[InjectionModel], meta: dict[str,
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, buf.getvalue(), compresslevel=9)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The metadata of the artifact at ``path``."""
+    with np.load(path, allow_pickle=False) as archive:
+        meta: dict[str, Any] = json.loads(bytes(archive["meta"]).decode())
+    return meta
 
 
 def model_meta(model: InjectionModel, report: dict[str, Any]) -> dict[str, Any]:
@@ -435,6 +507,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--direct-only", action="store_true", help="sweeps: train and tune the direct head only"
     )
+    parser.add_argument(
+        "--retrain-direct",
+        action="store_true",
+        help="retrain the direct head too; by default it is carried over unchanged from "
+        "--direct-from (its weights, threshold and metrics, byte for byte)",
+    )
+    parser.add_argument(
+        "--direct-from",
+        type=Path,
+        default=ARTIFACT,
+        help="the artifact whose direct head is carried over (default: the shipped one)",
+    )
+    parser.add_argument(
+        "--no-documents",
+        action="store_true",
+        help="comparison: train the untrusted head without the templated documents",
+    )
     args = parser.parse_args(argv)
     t0 = time.time()
     splits = data.split_prompts()
@@ -446,45 +535,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.untrusted_only:
         untrusted, report = train_untrusted(
-            splits, args.untrusted_c, args.per_context, args.planted
+            splits,
+            args.untrusted_c,
+            args.per_context,
+            args.planted,
+            with_documents=not args.no_documents,
         )
-        print("untrusted tune", json.dumps(report["tune"]["pooled"]), file=sys.stderr)
+        print(
+            "untrusted tune",
+            json.dumps(report["tune"]["pooled"]),
+            f"t={untrusted.threshold:.4f}",
+            "documents",
+            json.dumps(report["tune_documents"]["pooled"]),
+            file=sys.stderr,
+        )
         return 0
-    direct, direct_report = train_direct(
-        splits, hard, args.direct_c, hard_cap=args.hard_cap, hard_frr=args.hard_frr
-    )
-    tune_hard = direct_report["tune_hard"]
-    print(
-        "direct tune",
-        json.dumps(direct_report["tune"]["pooled"]),
-        f"t={direct.threshold:.4f}",
-        "roleplay",
-        json.dumps(direct_report["tune"]["source:gpteacher_roleplay"]),
-        "hard-neg",
-        json.dumps(tune_hard["source:templated_negatives"]),
-        "hard-pos",
-        json.dumps(tune_hard["source:templated_positives"]),
-        file=sys.stderr,
-    )
+    if args.retrain_direct or args.direct_only:
+        direct, direct_report = train_direct(
+            splits, hard, args.direct_c, hard_cap=args.hard_cap, hard_frr=args.hard_frr
+        )
+        tune_hard = direct_report["tune_hard"]
+        print(
+            "direct tune",
+            json.dumps(direct_report["tune"]["pooled"]),
+            f"t={direct.threshold:.4f}",
+            "roleplay",
+            json.dumps(direct_report["tune"]["source:gpteacher_roleplay"]),
+            "hard-neg",
+            json.dumps(tune_hard["source:templated_negatives"]),
+            "hard-pos",
+            json.dumps(tune_hard["source:templated_positives"]),
+            file=sys.stderr,
+        )
+        direct_meta = model_meta(direct, direct_report)
+    else:
+        # The direct head is not what a change to the untrusted head retrains: carry it over as
+        # shipped. (Retraining it with the same code and data on another machine's BLAS moved its
+        # threshold in the fifth decimal.)
+        direct = read_artifact(args.direct_from)["direct"]
+        direct_meta = read_meta(args.direct_from)["direct"]
+        print(f"direct carried over from {args.direct_from}", file=sys.stderr)
     if args.direct_only:
         return 0
     untrusted, untrusted_report = train_untrusted(
-        splits, args.untrusted_c, args.per_context, args.planted
+        splits,
+        args.untrusted_c,
+        args.per_context,
+        args.planted,
+        with_documents=not args.no_documents,
     )
     print(
         "untrusted tune",
         json.dumps(untrusted_report["tune"]["pooled"]),
         f"t={untrusted.threshold:.4f}",
+        "documents",
+        json.dumps(untrusted_report["tune_documents"]["pooled"]),
         file=sys.stderr,
     )
     if not args.no_test:
-        test = splits["test"]
-        direct_report["test"] = breakdown(
-            scores(direct, (e.text for e in test)), test, direct.threshold
-        )
-        direct_report["test_hard"] = breakdown(
-            scores(direct, (e.text for e in hard["test"])), hard["test"], direct.threshold
-        )
+        if args.retrain_direct:
+            test = splits["test"]
+            direct_meta["metrics"]["test"] = breakdown(
+                scores(direct, (e.text for e in test)), test, direct.threshold
+            )
+            direct_meta["metrics"]["test_hard"] = breakdown(
+                scores(direct, (e.text for e in hard["test"])), hard["test"], direct.threshold
+            )
+            print(
+                "direct test", json.dumps(direct_meta["metrics"]["test"]["pooled"]), file=sys.stderr
+            )
         ctx, atk = data.split_indirect()
         s, docs = indirect_eval(untrusted, ctx["test"], atk["test"])
         untrusted_report["test"] = indirect_breakdown(s, docs, untrusted.threshold)
@@ -492,8 +611,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         untrusted_report["test"]["reference_answers"] = rates(
             ref, np.zeros(len(ref), int), untrusted.threshold
         )
-        print("direct test", json.dumps(direct_report["test"]["pooled"]), file=sys.stderr)
+        untrusted_report["test_documents"] = document_report(
+            untrusted, data.document_splits()["test"], untrusted.threshold
+        )
+        evaluation = data.eval_documents()
+        untrusted_report["eval_documents"] = breakdown(
+            scores(untrusted, (e.text for e in evaluation)), evaluation, untrusted.threshold
+        )
         print("untrusted test", json.dumps(untrusted_report["test"]["pooled"]), file=sys.stderr)
+        print(
+            "untrusted documents test",
+            json.dumps(untrusted_report["test_documents"]["pooled"]),
+            "eval",
+            json.dumps(untrusted_report["eval_documents"]["pooled"]),
+            file=sys.stderr,
+        )
     meta = {
         "format": 1,
         "window": WINDOW,
@@ -508,7 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hard_frr": args.hard_frr,
         "planted": args.planted,
         "per_context": args.per_context,
-        "direct": model_meta(direct, direct_report),
+        "documents": not args.no_documents,
+        "direct": direct_meta,
         "untrusted": model_meta(untrusted, untrusted_report),
     }
     write_artifact(args.out, [direct, untrusted], meta)

@@ -1,10 +1,12 @@
 """Benchmark of the injection scanner: held-out quality per source and category, and latency.
 
-Usage: ``python bench/guards/bench_injection.py [--repeat 300]``. Quality is measured on the test
-split of ``training/injection_data.py`` (never trained or tuned on) at the shipped thresholds, and
-on the held-out hard cases (templated cases whose templates are in the test split, plus the
-hand-written evaluation sets); latency is wall time of ``InjectionScanner.scan`` on one core,
-after a warm-up.
+Usage: ``python bench/guards/bench_injection.py [--repeat 300] [--artifact PATH]``. Quality is
+measured on the test split of ``training/injection_data.py`` (never trained or tuned on) at the
+shipped thresholds, on the held-out hard cases (templated cases whose templates are in the test
+split, plus the hand-written evaluation sets), and for ``untrusted`` on the held-out templated
+business documents (``training/document_cases.py``) and the hand-written evaluation documents;
+``--artifact`` scores another artifact (an earlier one, for a before / after). Latency is wall time
+of ``InjectionScanner.scan`` on one core, after a warm-up.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
 
 import injection_data as data
 
-from charter.guards.injection import InjectionScanner
+from charter.guards.injection import InjectionModel, InjectionScanner, load_model, read_artifact
+
+
+def _hits(model: InjectionModel, texts: Sequence[str]) -> np.ndarray:
+    """Whether each text scores at or above the model's block threshold, as the scanner decides."""
+    return np.array(
+        [bool(t.strip()) and model.score_windows(t)[0] >= model.threshold for t in texts]
+    )
 
 
 def _row(name: str, hits: np.ndarray, labels: np.ndarray) -> str:
@@ -39,20 +48,20 @@ def _table(title: str, groups: dict[str, list[int]], hits: np.ndarray, labels: n
         print(_row(name, hits[idx], labels[idx]))
 
 
-def direct_quality(scanner: InjectionScanner) -> None:
+def direct_quality(model: InjectionModel) -> None:
     test = data.split_prompts()["test"]
-    hits = np.array([scanner.scan(e.text).score >= scanner.threshold for e in test])
+    hits = _hits(model, [e.text for e in test])
     labels = np.array([e.label for e in test])
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(test):
         groups["pooled"].append(i)
         groups[ex.stratum].append(i)
-    _table(f"direct, held-out test split, threshold {scanner.threshold:.4f}", groups, hits, labels)
+    _table(f"direct, held-out test split, threshold {model.threshold:.4f}", groups, hits, labels)
 
 
-def hard_quality(scanner: InjectionScanner) -> None:
+def hard_quality(model: InjectionModel) -> None:
     test = data.hard_splits()["test"]
-    hits = np.array([scanner.scan(e.text).score >= scanner.threshold for e in test])
+    hits = _hits(model, [e.text for e in test])
     labels = np.array([e.label for e in test])
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(test):
@@ -61,15 +70,15 @@ def hard_quality(scanner: InjectionScanner) -> None:
         groups[ex.stratum].append(i)
     title = (
         "direct, held-out hard cases (unseen templates, hand-written), "
-        f"threshold {scanner.threshold:.4f}"
+        f"threshold {model.threshold:.4f}"
     )
     _table(title, groups, hits, labels)
 
 
-def indirect_quality(scanner: InjectionScanner) -> None:
+def indirect_quality(model: InjectionModel) -> None:
     contexts, attacks = data.split_indirect()
     docs = data.documents(contexts["test"], attacks["test"])
-    hits = np.array([scanner.scan(d.text).score >= scanner.threshold for d in docs])
+    hits = _hits(model, [d.text for d in docs])
     labels = np.array([d.label for d in docs])
     groups: dict[str, list[int]] = defaultdict(list)
     for i, doc in enumerate(docs):
@@ -78,7 +87,33 @@ def indirect_quality(scanner: InjectionScanner) -> None:
         if doc.attack is not None:
             groups[f"position {doc.position}"].append(i)
             groups[doc.attack.category].append(i)
-    title = f"untrusted, held-out contexts x held-out attacks, threshold {scanner.threshold:.4f}"
+    title = f"untrusted, held-out contexts x held-out attacks, threshold {model.threshold:.4f}"
+    _table(title, groups, hits, labels)
+
+
+def document_quality(model: InjectionModel) -> None:
+    """Templated business documents whose document and attack templates are in the test split,
+    and the hand-written evaluation documents (never trained or tuned on)."""
+    test = data.document_splits()["test"]
+    hits = _hits(model, [c.text for c in test])
+    labels = np.array([c.label for c in test])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, case in enumerate(test):
+        groups["pooled"].append(i)
+        groups[f"kind {case.kind}"].append(i)
+        if case.label:
+            groups[f"attack {case.attack}"].append(i)
+            groups[f"position {case.position}"].append(i)
+    title = f"untrusted, held-out templated documents, threshold {model.threshold:.4f}"
+    _table(title, groups, hits, labels)
+    evaluation = data.eval_documents()
+    hits = _hits(model, [e.text for e in evaluation])
+    labels = np.array([e.label for e in evaluation])
+    groups = defaultdict(list)
+    for i, ex in enumerate(evaluation):
+        groups["pooled"].append(i)
+        groups[("attack " if ex.label else "document ") + ex.category].append(i)
+    title = f"untrusted, hand-written evaluation documents, threshold {model.threshold:.4f}"
     _table(title, groups, hits, labels)
 
 
@@ -114,13 +149,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300, help="timed calls per size")
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--quality-only", action="store_true")
+    parser.add_argument(
+        "--untrusted-only", action="store_true", help="quality of the untrusted head only"
+    )
+    parser.add_argument(
+        "--artifact", type=Path, help="score this artifact instead of the shipped one (no latency)"
+    )
     args = parser.parse_args(argv)
-    direct, untrusted = InjectionScanner("direct"), InjectionScanner("untrusted")
+    if args.artifact is not None:
+        models = read_artifact(args.artifact)
+        direct_model, untrusted_model = models["direct"], models["untrusted"]
+    else:
+        direct_model, untrusted_model = load_model("direct"), load_model("untrusted")
     if not args.latency_only:
-        direct_quality(direct)
-        hard_quality(direct)
-        indirect_quality(untrusted)
-    latency([direct, untrusted], args.repeat)
+        if not args.untrusted_only:
+            direct_quality(direct_model)
+            hard_quality(direct_model)
+        indirect_quality(untrusted_model)
+        document_quality(untrusted_model)
+    if args.artifact is None and not args.quality_only:
+        latency([InjectionScanner("direct"), InjectionScanner("untrusted")], args.repeat)
     return 0
 
 

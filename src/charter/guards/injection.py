@@ -12,6 +12,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -243,8 +244,15 @@ def load_model(variant: Variant = "direct") -> InjectionModel:
 
 def _read_artifact() -> dict[Variant, InjectionModel]:
     resource = resources.files("charter.guards.models").joinpath(ARTIFACT)
+    with resources.as_file(resource) as path:
+        return read_artifact(path)
+
+
+def read_artifact(path: Path) -> dict[Variant, InjectionModel]:
+    """Both variants from the artifact at ``path`` (the shipped one is read by :func:`load_model`;
+    this is for comparing a rebuilt or an earlier artifact)."""
     try:
-        with resources.as_file(resource) as path, np.load(path, allow_pickle=False) as data:
+        with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode())
             return {
                 variant: InjectionModel(
@@ -263,7 +271,7 @@ def _read_artifact() -> dict[Variant, InjectionModel]:
             }
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigurationError(
-            f"the injection model artifact {ARTIFACT} is missing or unreadable: {exc}",
+            f"the injection model artifact {path} is missing or unreadable: {exc}",
             hint="reinstall charter, or rebuild it with `python training/train_injection.py`",
         ) from exc
 
