@@ -236,9 +236,11 @@ def test_counter_outage_fail_open_is_recorded() -> None:
 class Ledger:
     def __init__(self) -> None:
         self.asked: list[tuple[str, ...]] = []
+        self.periods: list[tuple[dt.datetime, dt.datetime]] = []
 
     def spent(self, principals: Sequence[str], start: dt.datetime, end: dt.datetime) -> int:
         self.asked.append(tuple(principals))
+        self.periods.append((start, end))
         return 999_500
 
 
@@ -248,6 +250,9 @@ def test_budget_counter_is_seeded_from_the_ledger() -> None:
     admission = asyncio.run(engine.admit(ctx(engine, max_cost_micro_usd=1000)))
     assert not admission.admitted  # 999,500 + 1,000 > 1,000,000
     assert ledger.asked == [("team", "app")]  # the team's budget covers its app
+    # 1,700,000,000 s is 2023-11-14 UTC: the monthly budget's period is November.
+    november = dt.datetime(2023, 11, 1, tzinfo=dt.UTC), dt.datetime(2023, 12, 1, tzinfo=dt.UTC)
+    assert ledger.periods == [november]
 
 
 def test_shadow_budget_would_block_but_allows() -> None:

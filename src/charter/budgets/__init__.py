@@ -51,7 +51,6 @@ class BudgetHandler:
         self._members = {
             limit.principal: members(charter, limit.principal) for limit in control.settings.limits
         }
-        self._periods: dict[str, tuple[dt.datetime, dt.datetime]] = {}
 
     def claims(self, ctx: RequestContext) -> list[Claim]:
         out = []
@@ -61,7 +60,6 @@ class BudgetHandler:
             cap = round(limit.usd * MICRO)
             start, end = period_bounds(limit.period, ctx.now)
             key = f"budget:{self.control.id}:{limit.principal}:{start:%Y-%m-%d}"
-            self._periods[key] = (start, end)
             out.append(
                 Claim(
                     key=key,
@@ -79,8 +77,10 @@ class BudgetHandler:
 
     async def seed(self, claim: Claim) -> None:
         """Start a period counter from the durable ledger (zero without one)."""
-        principal = claim.key.split(":")[2]
-        start, end = self._periods[claim.key]
+        # The key names the principal and the period's first day; the window is its length.
+        _, _, principal, first_day = claim.key.rsplit(":", 3)
+        start = dt.datetime.strptime(first_day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        end = start + dt.timedelta(seconds=claim.window_s)
         ledger = self.runtime.ledger
         spent = ledger.spent(self._members[principal], start, end) if ledger else 0
         await self.runtime.counters.seed(claim.key, spent, claim.window_s)
