@@ -196,7 +196,7 @@ def stream(hold: bool) -> tuple[str, bool]:
     """Feed a value spread over 600 characters, in chunks, through a guard with a 256 hold-back."""
     scanner = LeakScanner(protected=[ProtectedValue.build(CODE, "code")])
 
-    def check(text: str) -> tuple[Evaluation, bool]:
+    def check(text: str, scan_from: int) -> tuple[Evaluation, bool]:
         if scanner.scan_leak(text, "", None).score < 1.0:
             return Evaluation((), "v"), False
         block = Verdict(Action.BLOCK, "g", ("d",), "leak hit", Stage.OUTPUT)
@@ -207,7 +207,7 @@ def stream(hold: bool) -> tuple[str, bool]:
         lambda text: text,
         [],
         holdback=256,
-        hold=(lambda text: scanner.hold_from(text, None)) if hold else None,
+        hold=(lambda text, start: scanner.hold_from(text, None)) if hold else None,
     )
     answer = "Happy to help with that. " * 12 + (" " * 100).join("tram=32") + " done."
     released = ""

@@ -33,8 +33,10 @@ def guard_for(
 ) -> StreamGuard:
     """A stream guard wired as the gateway wires it (``Guarding.stream_guard``)."""
 
-    def check(text: str) -> tuple[Evaluation, bool]:
-        ctx = RequestContext(Stage.OUTPUT, principals=BOT, model="small", text=text)
+    def check(text: str, scan_from: int) -> tuple[Evaluation, bool]:
+        ctx = RequestContext(
+            Stage.OUTPUT, principals=BOT, model="small", text=text, scan_from=scan_from
+        )
         evaluation = engine.evaluate(ctx)
         return evaluation, evaluation.action in (Action.BLOCK, Action.ESCALATE)
 

@@ -290,7 +290,9 @@ class Guarding:
     def restore(self, text: str, inbound: Inbound) -> str:
         return str(inbound.vault.restore(text)) if inbound.vault is not None else text
 
-    def _output_ctx(self, text: str, inbound: Inbound, base: RequestContext) -> RequestContext:
+    def _output_ctx(
+        self, text: str, inbound: Inbound, base: RequestContext, scan_from: int = 0
+    ) -> RequestContext:
         attributes = (
             {**base.attributes, "canary": inbound.canary} if inbound.canary else base.attributes
         )
@@ -298,6 +300,7 @@ class Guarding:
             base,
             stage=Stage.OUTPUT,
             text=text,
+            scan_from=scan_from,
             system_prompt=inbound.system_prompt,
             attributes=attributes,
         )
@@ -309,19 +312,22 @@ class Guarding:
     def stream_guard(
         self, inbound: Inbound, base: RequestContext, verdicts: list[Verdict]
     ) -> StreamGuard:
-        def check(text: str) -> tuple[Evaluation, bool]:
-            evaluation = self.engine.evaluate(self._output_ctx(text, inbound, base))
+        def check(text: str, scan_from: int) -> tuple[Evaluation, bool]:
+            evaluation = self.engine.evaluate(self._output_ctx(text, inbound, base, scan_from))
             action = evaluation.action
             if action is Action.ESCALATE and guard.grants is not None:
                 evaluation = self._escalated(Stage.OUTPUT, text, evaluation, inbound, guard.grants)
                 action = evaluation.action
             return evaluation, action is Action.BLOCK or action is Action.ESCALATE
 
-        def hold(text: str) -> int | None:
+        def hold(text: str, start: int) -> int | None:
+            # A value's beginning is held as soon as it shows, so it never starts before
+            # ``start`` (what is released); a little margin keeps a folded character whole.
+            start = max(0, start - 16)
             offsets = [
-                at
+                start + at
                 for scanner in self._leak_scanners
-                if (at := scanner.hold_from(text, inbound.canary)) is not None
+                if (at := scanner.hold_from(text[start:], inbound.canary)) is not None
             ]
             return min(offsets, default=None)
 
@@ -367,24 +373,26 @@ def mask(text: str, evaluation: Evaluation) -> str:
 class StreamGuard:
     """Holds back the last ``holdback`` characters of a stream until they have been scanned.
 
-    Every ``step`` new characters, the whole answer so far is scanned; if it is clean, everything
-    but the last ``holdback`` characters is released (never cutting a placeholder in two), and
-    nothing from the offset ``hold`` names on (the leak guard's: where the answer ends with the
-    beginning of a protected value, however spread out). At the end the rest is scanned and
-    released. A hit returns the deciding verdict and releases nothing more. With ``whole_answer``
-    nothing is released before the end.
+    Every ``step`` new characters, the answer so far is scanned: guards whose hits are local look
+    only at the new text and their ``reach`` before it (``reach_of``), so a long answer costs
+    linear, not quadratic, time. If it is clean, everything but the last ``holdback`` characters
+    is released (never cutting a placeholder in two), and nothing from the offset ``hold`` names
+    on (the leak guard's: where the answer ends with the beginning of a protected value, however
+    spread out). At the end the whole answer is scanned and the rest released. A hit returns the
+    deciding verdict and releases nothing more. With ``whole_answer`` nothing is released before
+    the end.
     """
 
     def __init__(
         self,
-        check: Callable[[str], tuple[Evaluation, bool]] | None,
+        check: Callable[[str, int], tuple[Evaluation, bool]] | None,
         restore: Callable[[str], str],
         verdicts: list[Verdict],
         *,
         holdback: int = 256,
         step: int = 64,
         whole_answer: bool = False,
-        hold: Callable[[str], int | None] | None = None,
+        hold: Callable[[str, int], int | None] | None = None,
     ) -> None:
         self.check = check
         self.hold = hold
@@ -411,7 +419,7 @@ class StreamGuard:
         if not self._scan(final=False):
             return ""
         end = len(self.text) - self.holdback
-        held = self.hold(self.text) if self.hold is not None else None
+        held = self.hold(self.text, self.released) if self.hold is not None else None
         return self._release(self._safe_cut(end if held is None else min(end, held)))
 
     def finish(self) -> str:
@@ -424,8 +432,11 @@ class StreamGuard:
 
     def _scan(self, *, final: bool) -> bool:
         assert self.check is not None
+        # Mid-stream, only text after the previous scan is new (what came before it was judged
+        # clean then); the last scan sees the whole answer.
+        new_from = 0 if final else self._scanned
         self._scanned = len(self.text)
-        evaluation, blocked = self.check(self.text)
+        evaluation, blocked = self.check(self.text, new_from)
         if blocked:
             self.verdicts.extend(evaluation.verdicts)
             self.blocked = evaluation.deciding

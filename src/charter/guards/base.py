@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from charter.policy.verdict import Span
@@ -20,6 +20,13 @@ class ScanResult:
     spans: tuple[Span, ...] = ()
     detail: str = ""
 
+    def shifted(self, offset: int) -> ScanResult:
+        """The result of scanning ``text[offset:]``, with its spans moved onto ``text``."""
+        if not offset or not self.spans:
+            return self
+        spans = tuple(replace(s, start=s.start + offset, end=s.end + offset) for s in self.spans)
+        return replace(self, spans=spans)
+
 
 @runtime_checkable
 class Scanner(Protocol):
@@ -30,3 +37,12 @@ class Scanner(Protocol):
     def scan(self, text: str) -> ScanResult:
         """Return the score and spans for ``text``."""
         ...
+
+
+def reach_of(scanner: object) -> int | None:
+    """How many characters before new text a hit that includes new text can start, for scanners
+    whose hits are local (a pattern, a window); None for one that must see the whole text (a
+    length, a JSON document). A stream's guard then rescans only ``reach`` characters before
+    what it has not released yet, instead of the whole answer at every step."""
+    reach = getattr(scanner, "reach", None)
+    return reach if isinstance(reach, int) and reach >= 0 else None

@@ -14,7 +14,7 @@ from typing import Any
 from charter.document.model import Charter, GuardAction, GuardControl
 from charter.document.source import Path
 from charter.errors import ConfigurationError
-from charter.guards.base import Scanner, ScanResult
+from charter.guards.base import Scanner, ScanResult, reach_of
 from charter.guards.output import (
     JsonSchemaScanner,
     LeakScanner,
@@ -84,6 +84,7 @@ class StagedInjection:
     what the user wrote, ``untrusted`` for documents and tool results (see its model card)."""
 
     name = "injection"
+    reach = 512  # a window of the detector (``injection.WINDOW``)
 
     def __init__(self, stages: list[str]) -> None:
         from charter.guards.injection import InjectionScanner
@@ -194,14 +195,22 @@ class GuardHandler:
         return float(self.threshold)
 
     def _scan(self, ctx: RequestContext) -> ScanResult:
+        text, offset = ctx.text, 0
+        if ctx.scan_from > 0 and (reach := reach_of(self.scanner)) is not None:
+            # A stream's answer so far: what lies before ``scan_from`` was judged at an earlier
+            # step, so a scanner with local hits looks only from ``reach`` before it.
+            offset = max(0, ctx.scan_from - reach)
+            text = text[offset:]
         if isinstance(self.scanner, StagedInjection):
-            return self.scanner.scan_at(ctx.stage, ctx.text)
-        if isinstance(self.scanner, LeakScanner):
+            result = self.scanner.scan_at(ctx.stage, text)
+        elif isinstance(self.scanner, LeakScanner):
             canary = ctx.attributes.get("canary")
-            return self.scanner.scan_leak(
-                ctx.text, ctx.system_prompt, canary if isinstance(canary, str) else None
+            result = self.scanner.scan_leak(
+                text, ctx.system_prompt, canary if isinstance(canary, str) else None
             )
-        return self.scanner.scan(ctx.text)
+        else:
+            result = self.scanner.scan(text)
+        return result.shifted(offset)
 
 
 register("guard", GuardHandler, gaps=lambda settings: gaps(settings))

@@ -6,6 +6,7 @@ gateway planted in it), cheap enough to run on every streamed window.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -34,6 +35,7 @@ class UnicodeScanner:
     """Invisible and control characters (tabs and newlines are fine)."""
 
     name = "unicode"
+    reach = 0  # one character is a hit on its own
 
     def scan(self, text: str) -> ScanResult:
         spans = tuple(
@@ -63,6 +65,7 @@ class UrlScanner:
     """Links whose host is not one of the allowed domains (or a subdomain of one)."""
 
     name = "urls"
+    reach = 2048  # the longest link it should still see whole
 
     def __init__(self, allow_domains: Sequence[str]) -> None:
         self.allowed = tuple(d.lower().lstrip(".") for d in allow_domains)
@@ -106,6 +109,14 @@ class JsonSchemaScanner:
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+@functools.lru_cache(maxsize=256)
+def _shingles(prompt: str, n: int) -> frozenset[tuple[str, ...]]:
+    """The runs of ``n`` consecutive words of a system prompt, lower-cased (cached: a stream
+    scans its answer against the same prompt at every step)."""
+    words = [w.lower() for w in _WORD.findall(prompt)]
+    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
 class LeakScanner:
     """The canary planted in the system prompt, protected values, or a long run of the system
     prompt, in an answer.
@@ -128,6 +139,11 @@ class LeakScanner:
         self.min_overlap_chars = min_overlap_chars
         self.shingle = shingle
         self.protected = tuple(protected)
+        # A run of the system prompt that reaches into new text had, in text already scanned,
+        # fewer than ``min_overlap_chars`` characters (or it would have been a hit then); the
+        # margin covers the word that straddles. A canary or protected value is never split
+        # across the line: the stream holds back from where its beginning shows (``hold_from``).
+        self.reach = min_overlap_chars + 128
 
     def scan_leak(self, text: str, system_prompt: str, canary: str | None) -> ScanResult:
         values = self._values(canary)
@@ -171,8 +187,7 @@ class LeakScanner:
 
     def _longest_overlap(self, text: str, prompt: str) -> Span | None:
         n = self.shingle
-        prompt_words = [w.lower() for w in _WORD.findall(prompt)]
-        grams = {tuple(prompt_words[i : i + n]) for i in range(len(prompt_words) - n + 1)}
+        grams = _shingles(prompt, n)
         if not grams:
             return None
         matches = list(_WORD.finditer(text))

@@ -204,6 +204,7 @@ class PIIScanner:
     """
 
     name = "pii"
+    reach = 2048  # the longest entity it should still see whole (an email, a URL)
 
     def __init__(
         self,

@@ -225,6 +225,7 @@ class SecretsScanner:
     """
 
     name = "secrets"
+    reach = 4096  # a PEM private key block
 
     def __init__(self, kinds: Sequence[str] | None = None, *, score_threshold: float = 0.5) -> None:
         wanted = set(SECRET_KINDS) if kinds is None else {k.strip().upper() for k in kinds}

@@ -468,6 +468,7 @@ class TopicScanner:
     """
 
     name = "topic"
+    reach = 512  # a window of WINDOW_TOKENS (32) tokens of up to 16 characters each
     threshold = DEFAULT_THRESHOLD
 
     def __init__(self, topics: Sequence[TopicDefinition]) -> None:

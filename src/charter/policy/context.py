@@ -69,6 +69,9 @@ class RequestContext:
     principals: tuple[str, ...] = ()
     model: str | None = None
     text: str = ""
+    # A stream's answer so far: everything before ``scan_from`` was judged clean and released, so
+    # a guard whose hits are local need only look from a margin before it (``GuardHandler``).
+    scan_from: int = 0
     system_prompt: str = ""  # the request's system prompt, for leak checks on the answer
     tool_call: ToolCall | None = None
     subject: str | None = None
