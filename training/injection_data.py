@@ -45,6 +45,10 @@ HAND_FILES = {
 EVAL_FILES = {
     "eval_negatives": "eval_hard_negatives.jsonl",
     "eval_positives": "eval_hard_positives.jsonl",
+    # The second evaluation set, written before any model was scored on it, after the first one
+    # had been looked at message by message (see data/README.md).
+    "eval_v2_negatives": "eval_hard_negatives_v2.jsonl",
+    "eval_v2_positives": "eval_hard_positives_v2.jsonl",
 }
 # Hand-written documents for the untrusted head, for evaluation only: never trained or tuned on.
 EVAL_DOCUMENTS = "eval_untrusted_documents.jsonl"
@@ -163,7 +167,8 @@ def split_prompts() -> dict[Split, list[Example]]:
 
 def hard_splits() -> dict[Split, list[Example]]:
     """The hard-case sets by split: templated cases by the split of their template
-    (``hard_cases.py``), plus the hand-written evaluation sets, which are all ``test``.
+    (``hard_cases.py``), plus the hand-written evaluation sets (both versions), which are all
+    ``test``.
 
     Kept apart from :func:`split_prompts` so the shared data's splits and figures stay comparable
     across model versions; the training script adds ``train`` to training and uses ``tune`` for a

@@ -3,7 +3,8 @@
 Usage: ``pip install -e '.[train]' && python training/train_injection.py`` (about two minutes on
 two cores; ``--direct-only`` or ``--untrusted-only`` with ``--no-test`` for sweeps). The ``direct``
 head is carried over byte for byte from the shipped artifact unless ``--retrain-direct`` is given
-(a change to the untrusted head does not retrain the direct one). Everything is
+(a change to the untrusted head does not retrain the direct one); ``--keep-untrusted`` likewise
+carries the untrusted head over when only the direct one is retrained. Everything is
 deterministic: the splits are hash-based (see ``injection_data.py`` and ``hard_cases.py``), the
 solver is liblinear with a fixed seed, and the archive is written with fixed timestamps, so a rerun
 on the same data rebuilds the same bytes.
@@ -520,6 +521,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the artifact whose direct head is carried over (default: the shipped one)",
     )
     parser.add_argument(
+        "--keep-untrusted",
+        action="store_true",
+        help="carry the untrusted head over unchanged from --untrusted-from (its weights, "
+        "threshold and metrics, byte for byte) instead of retraining it: for a change to the "
+        "direct head only",
+    )
+    parser.add_argument(
+        "--untrusted-from",
+        type=Path,
+        default=ARTIFACT,
+        help="the artifact whose untrusted head --keep-untrusted carries over (default: the "
+        "shipped one)",
+    )
+    parser.add_argument(
         "--no-documents",
         action="store_true",
         help="comparison: train the untrusted head without the templated documents",
@@ -577,33 +592,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"direct carried over from {args.direct_from}", file=sys.stderr)
     if args.direct_only:
         return 0
-    untrusted, untrusted_report = train_untrusted(
-        splits,
-        args.untrusted_c,
-        args.per_context,
-        args.planted,
-        with_documents=not args.no_documents,
-    )
-    print(
-        "untrusted tune",
-        json.dumps(untrusted_report["tune"]["pooled"]),
-        f"t={untrusted.threshold:.4f}",
-        "documents",
-        json.dumps(untrusted_report["tune_documents"]["pooled"]),
-        file=sys.stderr,
-    )
-    if not args.no_test:
-        if args.retrain_direct:
-            test = splits["test"]
-            direct_meta["metrics"]["test"] = breakdown(
-                scores(direct, (e.text for e in test)), test, direct.threshold
-            )
-            direct_meta["metrics"]["test_hard"] = breakdown(
-                scores(direct, (e.text for e in hard["test"])), hard["test"], direct.threshold
-            )
-            print(
-                "direct test", json.dumps(direct_meta["metrics"]["test"]["pooled"]), file=sys.stderr
-            )
+    if args.keep_untrusted:
+        # A change to the direct head does not retrain the untrusted one: carry it over as shipped
+        # (weights, threshold, band and metrics), so its bytes and figures do not move.
+        untrusted = read_artifact(args.untrusted_from)["untrusted"]
+        untrusted_meta = read_meta(args.untrusted_from)["untrusted"]
+        print(f"untrusted carried over from {args.untrusted_from}", file=sys.stderr)
+    else:
+        untrusted, untrusted_report = train_untrusted(
+            splits,
+            args.untrusted_c,
+            args.per_context,
+            args.planted,
+            with_documents=not args.no_documents,
+        )
+        print(
+            "untrusted tune",
+            json.dumps(untrusted_report["tune"]["pooled"]),
+            f"t={untrusted.threshold:.4f}",
+            "documents",
+            json.dumps(untrusted_report["tune_documents"]["pooled"]),
+            file=sys.stderr,
+        )
+    if not args.no_test and args.retrain_direct:
+        test = splits["test"]
+        direct_meta["metrics"]["test"] = breakdown(
+            scores(direct, (e.text for e in test)), test, direct.threshold
+        )
+        direct_meta["metrics"]["test_hard"] = breakdown(
+            scores(direct, (e.text for e in hard["test"])), hard["test"], direct.threshold
+        )
+        print("direct test", json.dumps(direct_meta["metrics"]["test"]["pooled"]), file=sys.stderr)
+    if not args.no_test and not args.keep_untrusted:
         ctx, atk = data.split_indirect()
         s, docs = indirect_eval(untrusted, ctx["test"], atk["test"])
         untrusted_report["test"] = indirect_breakdown(s, docs, untrusted.threshold)
@@ -642,7 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "per_context": args.per_context,
         "documents": not args.no_documents,
         "direct": direct_meta,
-        "untrusted": model_meta(untrusted, untrusted_report),
+        "untrusted": untrusted_meta
+        if args.keep_untrusted
+        else model_meta(untrusted, untrusted_report),
     }
     write_artifact(args.out, [direct, untrusted], meta)
     print(

@@ -3,7 +3,7 @@
 Usage: ``python bench/guards/bench_injection.py [--repeat 300] [--artifact PATH]``. Quality is
 measured on the test split of ``training/injection_data.py`` (never trained or tuned on) at the
 shipped thresholds, on the held-out hard cases (templated cases whose templates are in the test
-split, plus the hand-written evaluation sets), and for ``untrusted`` on the held-out templated
+split, plus both hand-written evaluation sets), and for ``untrusted`` on the held-out templated
 business documents (``training/document_cases.py``) and the hand-written evaluation documents;
 ``--artifact`` scores another artifact (an earlier one, for a before / after). Latency is wall time
 of ``InjectionScanner.scan`` on one core, after a warm-up.
