@@ -9,6 +9,7 @@ without Starlette's router and middleware, to see what they cost::
     python bench/gateway/inprocess.py --requests 3000
     python bench/gateway/inprocess.py --requests 3000 --raw
     python bench/gateway/inprocess.py --requests 2000 --profile --sort cumtime
+    python bench/gateway/inprocess.py --requests 1000 --stream --max-tokens 64
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ async def drive(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
         {
             "model": "bench-model",
             "messages": [{"role": "user", "content": "x" * args.prompt_bytes}],
-            "max_tokens": 16,
+            "max_tokens": args.max_tokens,
+            "stream": args.stream,
         }
     ).encode()
     headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]
@@ -142,7 +144,8 @@ async def drive(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
     times.sort()
     p50, p90 = times[len(times) // 2], times[int(len(times) * 0.9)]
     print(
-        f"{args.requests} requests ({'raw endpoint' if args.raw else 'Starlette app'}, "
+        f"{args.requests} {'streamed ' if args.stream else ''}requests "
+        f"({'raw endpoint' if args.raw else 'Starlette app'}, "
         f"durability {args.durability}): CPU {cpu_ms:.3f} ms/request, p50 {1000 * p50:.3f} ms, "
         f"p90 {1000 * p90:.3f} ms, mean {1000 * statistics.mean(times):.3f} ms"
     )
@@ -154,6 +157,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--prompt-bytes", type=int, default=1024)
     parser.add_argument("--durability", choices=("flush", "commit"), default="commit")
+    parser.add_argument("--stream", action="store_true", help="streamed answers (SSE)")
+    parser.add_argument("--max-tokens", type=int, default=16, help="tokens per answer")
     parser.add_argument("--raw", action="store_true", help="skip Starlette's router and middleware")
     parser.add_argument("--profile", action="store_true", help="cProfile the measured requests")
     parser.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumtime...)")
