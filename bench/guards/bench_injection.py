@@ -5,8 +5,12 @@ measured on the test split of ``training/injection_data.py`` (never trained or t
 shipped thresholds, on the held-out hard cases (templated cases whose templates are in the test
 split, plus both hand-written evaluation sets), and for ``untrusted`` on the held-out templated
 business documents (``training/document_cases.py``) and the hand-written evaluation documents;
-``--artifact`` scores another artifact (an earlier one, for a before / after). Latency is wall time
-of ``InjectionScanner.scan`` on one core, after a warm-up.
+``--artifact`` scores another artifact (an earlier one, for a before / after). Quality is scored as
+the scanner scores by default: ``direct`` with its de-obfuscated views (``charter.guards.views``),
+``untrusted`` without; ``--no-views`` scores ``direct`` on the text alone (the scanner before
+views). The held-out hard cases include the third (obfuscation) evaluation set, sources
+``eval_v3_negatives`` and ``eval_v3_positives``. Latency is wall time of ``InjectionScanner.scan``
+on one core, after a warm-up.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ import injection_data as data
 
 from charter.guards.injection import InjectionModel, InjectionScanner, load_model, read_artifact
 
+VIEWS = {"direct": True, "untrusted": False}
+"""Whether each variant is scored with its de-obfuscated views (the scanner's defaults)."""
+
 
 def _hits(model: InjectionModel, texts: Sequence[str]) -> np.ndarray:
     """Whether each text scores at or above the model's block threshold, as the scanner decides."""
+    views = VIEWS[model.variant]
     return np.array(
-        [bool(t.strip()) and model.score_windows(t)[0] >= model.threshold for t in texts]
+        [bool(t.strip()) and model.score_views(t, views)[0] >= model.threshold for t in texts]
     )
 
 
@@ -156,7 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--artifact", type=Path, help="score this artifact instead of the shipped one (no latency)"
     )
+    parser.add_argument(
+        "--no-views", action="store_true", help="score direct on the text alone, without views"
+    )
     args = parser.parse_args(argv)
+    VIEWS["direct"] = not args.no_views
     if args.artifact is not None:
         models = read_artifact(args.artifact)
         direct_model, untrusted_model = models["direct"], models["untrusted"]
@@ -169,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         indirect_quality(untrusted_model)
         document_quality(untrusted_model)
     if args.artifact is None and not args.quality_only:
-        latency([InjectionScanner("direct"), InjectionScanner("untrusted")], args.repeat)
+        direct = InjectionScanner("direct", views=not args.no_views)
+        latency([direct, InjectionScanner("untrusted")], args.repeat)
     return 0
 
 
