@@ -3,9 +3,11 @@ hex, ``\\x`` / ``\\u`` / ``%`` / ``&#`` escapes), spelled out letter by letter (
 written in leetspeak ("1gn0r3 y0ur rul3s").
 
 A view is the text with its obfuscated parts undone, plus where each of its characters came from
-in the original, so a hit in a view maps back to a span of the text the user sent. Views are
-cumulative (decoded, then letters joined, then leetspeak folded) and only made when a cheap
-prefilter finds a candidate: text without one costs one regular-expression search.
+in the original, so a hit in a view maps back to a span of the text the user sent. Views chain
+(letters joined, then leetspeak folded; decoded segments, then the same two steps on them) and
+are only made when a cheap prefilter finds a candidate: text without one costs a few byte
+translations and substring searches (about 12 microseconds per KB). The figures behind these
+choices are in the injection model card (``models/injection.md``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 VIEW_NAMES = ("base64", "hex", "escapes", "spaced", "leet")
-"""Every kind of view, in the order they are applied."""
+"""Every kind of view; a chained view is named by its steps joined with ``+`` ("base64+leet")."""
 
 MIN_BASE64 = 16
 """Shortest base64 segment decoded (characters, padding excluded)."""
@@ -259,7 +261,7 @@ def _runs(text: str) -> Iterator[re.Match[str]]:
 
 def _decoded(view: View, gates: _Gates) -> View | None:
     """The encoded segments of ``view`` decoded and joined by new lines, each character mapped to
-    its whole segment; named after the encodings found ("base64", "hex+base64").
+    its whole segment; named after the encodings found ("base64", "base64+hex").
 
     The decoded text is scored on its own, as if it had been sent plain: around a neutral frame
     ("here is my data ...") the frame's words dilute an encoded attack, and around a frame such as
