@@ -50,6 +50,11 @@ EVAL_FILES = {
     "eval_v2_negatives": "eval_hard_negatives_v2.jsonl",
     "eval_v2_positives": "eval_hard_positives_v2.jsonl",
 }
+# The third evaluation set (obfuscated attacks and benign messages with the same surface features:
+# codes, base64, hex, leet tags, spaced letters), written before any model was scored on it. One
+# file holds both labels; its rows are sources ``eval_v3_negatives`` and ``eval_v3_positives``.
+EVAL_V3 = "eval_obfuscated_v3.jsonl"
+EVAL_V3_SOURCES = ("eval_v3_negatives", "eval_v3_positives")
 # Hand-written documents for the untrusted head, for evaluation only: never trained or tuned on.
 EVAL_DOCUMENTS = "eval_untrusted_documents.jsonl"
 POSITIONS = ("start", "middle", "end")
@@ -168,7 +173,7 @@ def split_prompts() -> dict[Split, list[Example]]:
 def hard_splits() -> dict[Split, list[Example]]:
     """The hard-case sets by split: templated cases by the split of their template
     (``hard_cases.py``), plus the hand-written evaluation sets (both versions), which are all
-    ``test``.
+    ``test``, as is the third (obfuscation) evaluation set.
 
     Kept apart from :func:`split_prompts` so the shared data's splits and figures stay comparable
     across model versions; the training script adds ``train`` to training and uses ``tune`` for a
@@ -186,6 +191,13 @@ def hard_splits() -> dict[Split, list[Example]]:
             out["test"].append(
                 Example(str(row["id"]), text, label, name, str(row["category"]), _squash(text))
             )
+    for row in _read(HAND_WRITTEN / EVAL_V3):
+        label = int(row["label"] == "attack")
+        text = str(row["text"])
+        source = EVAL_V3_SOURCES[label]
+        out["test"].append(
+            Example(str(row["id"]), text, label, source, str(row["category"]), _squash(text))
+        )
     return out
 
 

@@ -3,10 +3,15 @@
 Usage: ``python bench/guards/bench_injection.py [--repeat 300] [--artifact PATH]``. Quality is
 measured on the test split of ``training/injection_data.py`` (never trained or tuned on) at the
 shipped thresholds, on the held-out hard cases (templated cases whose templates are in the test
-split, plus both hand-written evaluation sets), and for ``untrusted`` on the held-out templated
+split, plus the three hand-written evaluation sets), and for ``untrusted`` on the held-out templated
 business documents (``training/document_cases.py``) and the hand-written evaluation documents;
-``--artifact`` scores another artifact (an earlier one, for a before / after). Latency is wall time
-of ``InjectionScanner.scan`` on one core, after a warm-up.
+``--artifact`` scores another artifact (an earlier one, for a before / after). Quality is scored as
+the scanner scores by default: ``direct`` with its de-obfuscated views (``charter.guards.views``),
+``untrusted`` without; ``--no-views`` scores ``direct`` on the text alone (the scanner before
+views); ``--views-overhead`` times ``direct`` without and with views, interleaved. The held-out
+hard cases include the third (obfuscation) evaluation set, sources
+``eval_v3_negatives`` and ``eval_v3_positives``. Latency is wall time of ``InjectionScanner.scan``
+on one core, after a warm-up.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ import injection_data as data
 
 from charter.guards.injection import InjectionModel, InjectionScanner, load_model, read_artifact
 
+VIEWS = {"direct": True, "untrusted": False}
+"""Whether each variant is scored with its de-obfuscated views (the scanner's defaults)."""
+
 
 def _hits(model: InjectionModel, texts: Sequence[str]) -> np.ndarray:
     """Whether each text scores at or above the model's block threshold, as the scanner decides."""
+    views = VIEWS[model.variant]
     return np.array(
-        [bool(t.strip()) and model.score_windows(t)[0] >= model.threshold for t in texts]
+        [bool(t.strip()) and model.score_views(t, views)[0] >= model.threshold for t in texts]
     )
 
 
@@ -145,6 +154,32 @@ def latency(scanners: Sequence[InjectionScanner], repeat: int) -> None:
             print(f"| {scanner.name} | {size} B | {w50:.3f} | {w99:.3f} | {c50:.3f} | {c99:.3f} |")
 
 
+def views_overhead(repeat: int) -> None:
+    """CPU time of ``direct`` without and with views, interleaved call by call on the same texts,
+    so load on a shared machine hits both columns alike."""
+    test = data.split_prompts()["test"]
+    corpus = "\n".join(e.text for e in test if e.label == 0)
+    on, off = InjectionScanner("direct"), InjectionScanner("direct", views=False)
+    print(
+        "\nviews overhead, direct, interleaved, one core\n\n"
+        "| size | CPU p50 ms, no views | CPU p50 ms, views | ratio |\n|---|---|---|---|"
+    )
+    for size in (100, 1_000, 10_000):
+        offsets = np.random.default_rng(size).integers(0, len(corpus) - size, repeat + 20)
+        texts = [corpus[o : o + size] for o in offsets]
+        for text in texts[:20]:
+            on.scan(text)
+            off.scan(text)
+        cpu: dict[bool, list[float]] = {False: [], True: []}
+        for text in texts[20:]:
+            for views, scanner in ((False, off), (True, on)):
+                start = time.thread_time()
+                scanner.scan(text)
+                cpu[views].append(time.thread_time() - start)
+        without, with_views = (float(np.percentile(cpu[v], 50)) * 1e3 for v in (False, True))
+        print(f"| {size} B | {without:.3f} | {with_views:.3f} | {with_views / without:.3f} |")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300, help="timed calls per size")
@@ -156,7 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--artifact", type=Path, help="score this artifact instead of the shipped one (no latency)"
     )
+    parser.add_argument(
+        "--no-views", action="store_true", help="score direct on the text alone, without views"
+    )
+    parser.add_argument(
+        "--views-overhead",
+        action="store_true",
+        help="only the CPU time of direct without and with views, interleaved",
+    )
     args = parser.parse_args(argv)
+    if args.views_overhead:
+        views_overhead(args.repeat)
+        return 0
+    VIEWS["direct"] = not args.no_views
     if args.artifact is not None:
         models = read_artifact(args.artifact)
         direct_model, untrusted_model = models["direct"], models["untrusted"]
@@ -169,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         indirect_quality(untrusted_model)
         document_quality(untrusted_model)
     if args.artifact is None and not args.quality_only:
-        latency([InjectionScanner("direct"), InjectionScanner("untrusted")], args.repeat)
+        direct = InjectionScanner("direct", views=not args.no_views)
+        latency([direct, InjectionScanner("untrusted")], args.repeat)
     return 0
 
 

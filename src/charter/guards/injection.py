@@ -3,6 +3,8 @@
 Two variants ship in one artifact: ``direct`` for content the user wrote and ``untrusted`` for
 content the user did not write (tool results, retrieved documents, email), trained by
 ``training/train_injection.py``; the model card is ``models/injection.md`` beside the artifact.
+The scanner also scores de-obfuscated views of the text (``charter.guards.views``: base64, hex and
+escapes decoded, spelled-out letters joined, leetspeak folded) and reports the highest score.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy.typing as npt
 
 from charter.errors import ConfigurationError, InvalidRequest
 from charter.guards.base import ScanResult
+from charter.guards.views import views as deobfuscated_views
 from charter.policy.verdict import Span
 
 Variant = Literal["direct", "untrusted"]
@@ -221,6 +224,20 @@ class InjectionModel:
         score = float(1.0 / (1.0 + np.exp(-logits[best])))
         return score, spans[best][0], spans[best][1]
 
+    def score_views(self, text: str, views: bool = True) -> tuple[float, int, int, str]:
+        """The highest window score over ``text`` and, with ``views``, its de-obfuscated views;
+        that window's ``[start, end)`` in ``text`` and the winning view's name (``""`` for the text
+        as sent). A view wins only when it scores strictly higher than the text itself."""
+        score, start, end = self.score_windows(text)
+        name = ""
+        if views:
+            for view in deobfuscated_views(text):
+                view_score, lo, hi = self.score_windows(view.text)
+                if view_score > score:
+                    score, name = view_score, view.name
+                    start, end = view.span(lo, hi)
+        return score, start, end, name
+
 
 _MODELS: dict[Variant, InjectionModel] = {}
 _LOCK = threading.Lock()
@@ -290,13 +307,17 @@ class InjectionScanner:
     """Scores text for prompt injection and jailbreaks (``direct``) or for instructions planted in
     content the user did not write (``untrusted``).
 
-    The score is the highest window score; the span is that window. Thread-safe: the model is
+    The score is the highest window score over the text and its de-obfuscated views (see
+    ``charter.guards.views``); the span is that window, mapped back to the text when a view won,
+    and the detail names the view. Views are on by default for ``direct`` and off for
+    ``untrusted``, where they are unmeasured (``views=`` overrides). Thread-safe: the model is
     read-only after loading.
     """
 
-    def __init__(self, variant: Variant = "direct") -> None:
+    def __init__(self, variant: Variant = "direct", *, views: bool | None = None) -> None:
         self.variant: Variant = variant
         self.name = f"injection.{variant}"
+        self.views = variant == "direct" if views is None else views
         self._model = load_model(variant)
 
     @property
@@ -313,6 +334,7 @@ class InjectionScanner:
             )
         if not text.strip():
             return ScanResult(score=0.0, detail="empty text")
-        score, start, end = self._model.score_windows(text)
+        score, start, end, view = self._model.score_views(text, self.views)
         span = Span(start=start, end=end, label=self.name, score=score)
-        return ScanResult(score=score, spans=(span,), detail=f"{self.name} window {start}-{end}")
+        detail = f"{self.name} window {start}-{end}" + (f"; view: {view}" if view else "")
+        return ScanResult(score=score, spans=(span,), detail=detail)
