@@ -488,6 +488,28 @@ def model_meta(model: InjectionModel, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def untrusted_with_tune_report(
+    splits: dict[data.Split, list[data.Example]], args: argparse.Namespace
+) -> tuple[InjectionModel, dict[str, Any]]:
+    """Train the untrusted head with the command line's settings and print its tune figures."""
+    untrusted, report = train_untrusted(
+        splits,
+        args.untrusted_c,
+        args.per_context,
+        args.planted,
+        with_documents=not args.no_documents,
+    )
+    print(
+        "untrusted tune",
+        json.dumps(report["tune"]["pooled"]),
+        f"t={untrusted.threshold:.4f}",
+        "documents",
+        json.dumps(report["tune_documents"]["pooled"]),
+        file=sys.stderr,
+    )
+    return untrusted, report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ARTIFACT)
@@ -549,21 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     if args.untrusted_only:
-        untrusted, report = train_untrusted(
-            splits,
-            args.untrusted_c,
-            args.per_context,
-            args.planted,
-            with_documents=not args.no_documents,
-        )
-        print(
-            "untrusted tune",
-            json.dumps(report["tune"]["pooled"]),
-            f"t={untrusted.threshold:.4f}",
-            "documents",
-            json.dumps(report["tune_documents"]["pooled"]),
-            file=sys.stderr,
-        )
+        untrusted_with_tune_report(splits, args)
         return 0
     if args.retrain_direct or args.direct_only:
         direct, direct_report = train_direct(
@@ -599,21 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         untrusted_meta = read_meta(args.untrusted_from)["untrusted"]
         print(f"untrusted carried over from {args.untrusted_from}", file=sys.stderr)
     else:
-        untrusted, untrusted_report = train_untrusted(
-            splits,
-            args.untrusted_c,
-            args.per_context,
-            args.planted,
-            with_documents=not args.no_documents,
-        )
-        print(
-            "untrusted tune",
-            json.dumps(untrusted_report["tune"]["pooled"]),
-            f"t={untrusted.threshold:.4f}",
-            "documents",
-            json.dumps(untrusted_report["tune_documents"]["pooled"]),
-            file=sys.stderr,
-        )
+        untrusted, untrusted_report = untrusted_with_tune_report(splits, args)
     if not args.no_test and args.retrain_direct:
         test = splits["test"]
         direct_meta["metrics"]["test"] = breakdown(
