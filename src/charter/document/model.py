@@ -41,6 +41,10 @@ def duration_seconds(text: str) -> int:
     return int(text[:-1]) * _UNIT_SECONDS[text[-1]]
 
 
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+"""What names an environment variable: settings hold these names, never the secrets."""
+
+
 class Strict(BaseModel):
     """Base of every charter model: unknown keys are errors, values are immutable."""
 
@@ -255,7 +259,7 @@ class ProtectedEnv(Strict):
     is loaded, so the secret itself never sits in the charter file (nor in its version hash)."""
 
     env: str = Field(
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        pattern=ENV_NAME_PATTERN,
         description="Name of the environment variable that holds the value (at least 4 letters "
         "and digits).",
     )
@@ -364,7 +368,6 @@ class RateCap(Strict):
         return self
 
 
-ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _URL_FIELDS = ("subject", "resource")
 
@@ -632,7 +635,7 @@ class ApprovalSettings(Strict):
     )
     webhook_secret_env: str | None = Field(
         None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        pattern=ENV_NAME_PATTERN,
         description="The environment variable holding the HMAC-SHA256 key for notify_webhook.",
     )
 
@@ -681,7 +684,7 @@ class MonitorSettings(Strict):
     webhook: str | None = Field(None, pattern=r"^https?://")
     webhook_secret_env: str | None = Field(
         None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        pattern=ENV_NAME_PATTERN,
         description="Environment variable holding the HMAC key that signs alerts.",
     )
     webhook_format: Literal["charter", "slack"] = Field(
@@ -980,7 +983,7 @@ class KeyRef(Strict):
     """A virtual key, never in plain text: the name of an environment variable or a SHA-256."""
 
     id: Id
-    env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
@@ -1031,7 +1034,7 @@ class Provider(Strict):
     id: Id
     kind: Literal["simulated", "openai", "anthropic"]
     base_url: str | None = Field(None, pattern=r"^https?://")
-    api_key_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     max_concurrency: int = Field(64, gt=0)

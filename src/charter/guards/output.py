@@ -11,7 +11,6 @@ import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from charter.guards.base import ScanResult
@@ -212,7 +211,7 @@ class LeakScanner:
         return ScanResult(0.0)
 
 
-@lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def _canary(canary: str) -> ProtectedValue | None:
     """The canary's needles, built once per request (a stream scans many times)."""
     try:

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from charter.document.model import Charter, Mode, OwnershipHttp, ToolPolicyControl
+from charter.document.model import (
+    Charter,
+    Mode,
+    OwnershipHttp,
+    OwnershipSql,
+    ToolPolicyControl,
+)
 from charter.ownership.lookup import Lookup, LookupFailed
 from charter.policy.context import OwnershipAnswer, RequestContext
 from charter.tools.policy import resource_text
@@ -94,8 +101,6 @@ class OwnershipResolver:
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        import os
-
         environ = os.environ if env is None else env
         self._clock = clock
         self._by_tool: dict[str, list[ConfiguredLookup]] = {}
@@ -190,13 +195,13 @@ class OwnershipResolver:
             await configured.lookup.aclose()
 
 
-def _open(control_id: str, settings: object, env: Mapping[str, str]) -> Lookup:
+def _open(
+    control_id: str, settings: OwnershipHttp | OwnershipSql, env: Mapping[str, str]
+) -> Lookup:
     if isinstance(settings, OwnershipHttp):
         from charter.ownership.http import HttpLookup
 
         return HttpLookup(control_id, settings, env)
-    from charter.document.model import OwnershipSql
-    from charter.ownership.sql import open_sql_lookup
+    from charter.ownership.sql import open_sql_lookup  # drivers are imported only when used
 
-    assert isinstance(settings, OwnershipSql)
     return open_sql_lookup(control_id, settings, env)
