@@ -153,6 +153,7 @@ class GuardHandler:
         self.decisions = tuple(control.serves)
         self.stages = frozenset(Stage(s) for s in settings.stages)
         self.scanner = SCANNERS[settings.scanner](settings)
+        self.reach = reach_of(self.scanner)  # how far back a stream's step must look (or all)
         self.threshold = (
             settings.threshold
             if settings.threshold is not None
@@ -196,7 +197,7 @@ class GuardHandler:
 
     def _scan(self, ctx: RequestContext) -> ScanResult:
         text, offset = ctx.text, 0
-        if ctx.scan_from > 0 and (reach := reach_of(self.scanner)) is not None:
+        if ctx.scan_from > 0 and (reach := self.reach) is not None:
             # A stream's answer so far: what lies before ``scan_from`` was judged at an earlier
             # step, so a scanner with local hits looks only from ``reach`` before it.
             offset = max(0, ctx.scan_from - reach)
