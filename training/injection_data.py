@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from typing import Literal
 
 import document_cases
 import hard_cases
+import shared_data
 
 Split = Literal["train", "tune", "test"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,14 +77,8 @@ class Example:
 
 
 def data_dir() -> Path:
-    """The shared data directory: ``$CHARTER_DATA_DIR`` or ``../shared/data`` beside the repo."""
-    path = Path(os.environ.get("CHARTER_DATA_DIR", ROOT.parent / "shared" / "data"))
-    if not (path / "prompts").is_dir():
-        raise FileNotFoundError(
-            f"shared data not found at {path}; set CHARTER_DATA_DIR to the folder holding "
-            "prompts/ and indirect/"
-        )
-    return path
+    """The shared data directory (``shared_data``), checked to hold ``prompts/``."""
+    return shared_data.data_file("prompts").parent
 
 
 def _read(path: Path) -> list[dict[str, object]]:

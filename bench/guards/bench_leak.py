@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -32,6 +31,10 @@ from charter.guards.output import LeakScanner
 from charter.guards.protected import ProtectedValue, ShortValue
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "training"))
+
+import shared_data
+
 KINDS = ("verbatim", "normalised", "reversed", "hex", "decimal", "base64")
 
 # Why a row was missed (leak rows) or hit (no_leak rows), by id: read after scoring.
@@ -96,11 +99,10 @@ CATEGORIES: dict[str, str] = {
 
 
 def data_file() -> Path:
-    folder = Path(os.environ.get("CHARTER_DATA_DIR", ROOT.parent / "shared" / "data"))
-    path = folder / "outputs" / "leaks_tensor_trust.jsonl"
-    if not path.exists():
-        sys.exit(f"{path} not found; set CHARTER_DATA_DIR to the folder holding outputs/")
-    return path
+    try:
+        return shared_data.data_file("outputs/leaks_tensor_trust.jsonl")
+    except FileNotFoundError as exc:
+        sys.exit(str(exc))
 
 
 def split_of(row_id: str) -> str:

@@ -26,11 +26,10 @@ from pathlib import Path
 from charter.guards.pii import DEFAULT_PHONE_REGIONS, PIIScanner
 from charter.guards.secrets import SecretsScanner
 
-DEFAULT_DATA = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "pii" / "presidio_synth.jsonl"
-)
-if not DEFAULT_DATA.exists():  # the worktrees sit beside shared/, under /work
-    DEFAULT_DATA = Path("/work/shared/data/pii/presidio_synth.jsonl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
+import shared_data
+
+DEFAULT_DATA = shared_data.data_dir() / "pii" / "presidio_synth.jsonl"
 
 # Gold label in the data -> the Presidio entity type that detects it. DOMAIN_NAME spans in this
 # set are full URLs ("https://www.UEarly.se/"), which is what Presidio's URL recognizer finds.

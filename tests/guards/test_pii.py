@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from charter.guards.base import Scanner
 from charter.guards.pii import NER_ENTITIES, PATTERN_ENTITIES, PIIScanner
 from charter.guards.redaction import RedactionVault, Redactor
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "pii" / "presidio_synth.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "training"))
+import shared_data
+
+DATA = shared_data.data_dir() / "pii" / "presidio_synth.jsonl"
 ALL_PATTERN = sorted(PATTERN_ENTITIES)
 
 

@@ -44,7 +44,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
-SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "training"))
+import shared_data
+
+SHARED = shared_data.data_dir()
 MODELS = ROOT / "src" / "charter" / "guards" / "models"
 ARTIFACT = MODELS / "topic.npz"
 TOKENIZER = MODELS / "topic_tokenizer.json"
