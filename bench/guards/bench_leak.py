@@ -2,7 +2,7 @@
 
 Usage: ``python bench/guards/bench_leak.py [--split dev|heldout|both] [--misses] [--repeat 2000]``.
 
-Each row of ``outputs/leaks_tensor_trust.jsonl`` (in ``$CHARTER_DATA_DIR`` or ``../shared/data``)
+Each row of ``outputs/leaks_tensor_trust.jsonl`` (in ``$CHARTER_SHARED_DATA`` or ``../shared/data``)
 has a model ``output`` and the ``secret`` (access code) its system prompt defended, labelled
 ``leak`` or ``no_leak``. The row's secret is the protected value, as a charter's ``protect`` entry
 would give it; the output is scanned by ``LeakScanner`` exactly as the guard does (no system

@@ -17,7 +17,7 @@ Slices (``training/topic/data``; see its README):
 - false refusals: the test templates' benign support questions that mention law, health or money,
   the held-out half of the hand-written hard negatives, benign answers (including refusals that
   name legal or medical advice), and the held-out splits of CLINC150, Banking77, GPTeacher and
-  GSM8K from the shared data (``$CHARTER_DATA_DIR`` or ``../shared/data``).
+  GSM8K from the shared data (``$CHARTER_SHARED_DATA`` or ``../shared/data``).
 
 To measure the scanner of another revision on the same data (the "before" figures), put that
 revision's ``src`` first on the path: ``PYTHONPATH=/tmp/base/src .venv/bin/python
